@@ -1,0 +1,185 @@
+"""Decoding over BPE pieces: prompt healing, identifier beam search and greedy line decoding.
+
+A prompt that ends inside a pre-token (`self.assertEq`, or a lone trailing space that the
+pre-tokenizer would attach to the next word) is an encoding the model rarely saw. With
+healing, the pieces of the last pre-token are taken off the prompt and the first generated
+pieces must spell them again ("need"); naive mode keeps the prompt as typed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from .runtime import OnnxDecoder
+from .types import CancelToken, MidTokenMode
+
+WORD = re.compile(r"\w+")
+# The last pre-token of a prompt, when it may still grow: a word (with its leading space), or
+# a whitespace run that the next word would take its leading space from.
+TAIL = re.compile(r"(?: ?\w+|\s+)\Z")
+
+
+@dataclass
+class Prompt:
+    """Token ids to condition on, and the text the first generated pieces must spell."""
+
+    ids: list[int]
+    need: str
+
+
+@dataclass
+class Candidate:
+    """An identifier proposed by the model: the text after the typed part, and its log-prob."""
+
+    continuation: str
+    logp: float
+
+
+class Vocab:
+    """Per-vocabulary tables used while decoding (computed once per model)."""
+
+    def __init__(self, lm: OnnxDecoder) -> None:
+        texts = lm.token_text
+        self.texts = texts
+        self.by_text = {t: i for i, t in enumerate(texts) if t and i not in lm.special_ids}
+        self.is_word = np.array([bool(t) and t.isidentifier() or t.isdigit() for t in texts])
+        self.is_word &= np.array([bool(WORD.fullmatch(t)) for t in texts])
+        starts_word = np.array([bool(t) and (t[0].isalnum() or t[0] == "_") for t in texts])
+        self.ends_word = ~starts_word  # the next piece does not continue an identifier
+        self.ends_word[list(lm.special_ids)] = True
+        self.has_newline = np.array(["\n" in t for t in texts])
+        self.np_texts = np.array(texts, dtype=object)
+        self.special = np.zeros(len(texts), bool)
+        self.special[list(lm.special_ids)] = True
+
+
+def heal(lm: OnnxDecoder, prefix: str, mode: MidTokenMode) -> Prompt:
+    """Encode `prefix`; with healing, take the still-growing last pre-token back off."""
+    if mode == "naive":
+        return Prompt(lm.encode(prefix), "")
+    m = TAIL.search(prefix)
+    if not m:
+        return Prompt(lm.encode(prefix), "")
+    # Pre-tokens are piece boundaries, so encoding the head alone gives the same pieces.
+    head, need = prefix[: m.start()], prefix[m.start() :]
+    return Prompt(lm.encode(head), need)
+
+
+def allowed_for_need(vocab: Vocab, rest: str) -> np.ndarray:
+    """Pieces consistent with the text still to spell: a prefix of it, or it plus word chars."""
+    mask = np.zeros(len(vocab.texts), bool)
+    for k in range(1, len(rest) + 1):
+        i = vocab.by_text.get(rest[:k])
+        if i is not None:
+            mask[i] = True
+    longer = np.flatnonzero(
+        np.fromiter((t.startswith(rest) and len(t) > len(rest) for t in vocab.np_texts), bool)
+    )
+    for i in longer:
+        tail = vocab.texts[i][len(rest) :]
+        if WORD.fullmatch(tail):
+            mask[i] = True
+    return mask
+
+
+def _fit(ids: list[int], budget: int) -> list[int]:
+    """Keep the last `budget` ids."""
+    return ids[-budget:] if len(ids) > budget else ids
+
+
+def beam_identifiers(
+    lm: OnnxDecoder,
+    vocab: Vocab,
+    prompt: Prompt,
+    beam: int = 8,
+    max_steps: int = 6,
+    top: int = 10,
+    cancel: CancelToken | None = None,
+) -> list[Candidate]:
+    """Identifiers that continue `prompt` (after spelling `need`), best first.
+
+    Each beam spells `need` first, then whole-word pieces; a beam ends where the model puts
+    its mass on a piece that does not continue an identifier, and that mass is its score.
+    """
+    ids = _fit(prompt.ids, lm.block_size - max_steps - 1) or [lm.eot_token]
+    logp, past = lm.step(np.asarray([ids]), lm.empty_past(1))
+    # each beam: (generated text, cumulative logp); all share the same length
+    beams: list[tuple[str, float]] = [("", 0.0)]
+    done: dict[str, float] = {}
+    for _ in range(max_steps):
+        if cancel is not None:
+            cancel.check()
+        expansions: list[tuple[float, int, int, str]] = []
+        for b, (text, score) in enumerate(beams):
+            row = logp[b]
+            if len(text) < len(prompt.need):
+                mask = allowed_for_need(vocab, prompt.need[len(text) :])
+            else:
+                cont = text[len(prompt.need) :]  # what follows the typed part
+                if WORD.fullmatch(prompt.need.lstrip() + cont):
+                    end = np.logaddexp.reduce(row[vocab.ends_word])
+                    done[cont] = float(np.logaddexp(done.get(cont, -math.inf), score + end))
+                mask = vocab.is_word
+            cand = np.flatnonzero(mask)
+            if len(cand) == 0:
+                continue
+            best = cand[np.argsort(row[cand])[::-1][:beam]]
+            expansions += [(score + float(row[t]), b, int(t), text + vocab.texts[t]) for t in best]
+        if not expansions:
+            break
+        expansions.sort(key=lambda e: e[0], reverse=True)
+        expansions = expansions[:beam]
+        worst_done = sorted(done.values(), reverse=True)[top - 1] if len(done) >= top else -math.inf
+        if expansions[0][0] < worst_done:
+            break  # no unfinished beam can still enter the top list
+        rows = np.asarray([e[1] for e in expansions])
+        past = np.take(past, rows, axis=2)
+        beams = [(e[3], e[0]) for e in expansions]
+        logp, past = lm.step(np.asarray([[e[2]] for e in expansions]), past)
+    out = [Candidate(w, s) for w, s in done.items()]
+    out.sort(key=lambda c: c.logp, reverse=True)
+    return out[:top]
+
+
+def greedy_line(
+    lm: OnnxDecoder,
+    vocab: Vocab,
+    prompt: Prompt,
+    max_tokens: int = 48,
+    cancel: CancelToken | None = None,
+) -> tuple[str, float]:
+    """Greedy decoding to the end of the line; returns (text after `need`, mean log-prob)."""
+    ids = _fit(prompt.ids, lm.block_size - max_tokens - 1) or [lm.eot_token]
+    logp, past = lm.step(np.asarray([ids]), lm.empty_past(1))
+    text, total, n = "", 0.0, 0
+    for _ in range(max_tokens):
+        if cancel is not None:
+            cancel.check()
+        row = logp[0]
+        if len(text) < len(prompt.need):
+            mask = allowed_for_need(vocab, prompt.need[len(text) :])
+            row = np.where(mask, row, -np.inf)
+        t = int(np.argmax(row))
+        if vocab.special[t] or not np.isfinite(row[t]):
+            break
+        text += vocab.texts[t]
+        total, n = total + float(row[t]), n + 1
+        if len(text) > len(prompt.need) and "\n" in text[len(prompt.need) :]:
+            break
+        logp, past = lm.step(np.asarray([[t]]), past)
+    out = text[len(prompt.need) :] if len(text) >= len(prompt.need) else ""
+    return out.split("\n", 1)[0], (total / n if n else 0.0)
+
+
+def fim_prompt(lm: OnnxDecoder, prompt: Prompt, suffix: str, suffix_tokens: int = 64) -> Prompt:
+    """Prefix-suffix-middle: the code after the cursor is in view while the middle is decoded."""
+    if not suffix.strip():
+        return prompt
+    fp, fs, fm = lm.fim_ids
+    suf = lm.encode(suffix)[:suffix_tokens]
+    budget = lm.block_size - len(suf) - 3 - 64
+    return Prompt([fp, *_fit(prompt.ids, budget), fs, *suf, fm], prompt.need)

@@ -1,0 +1,162 @@
+"""The completion pipeline: should we complete here -> prompt -> generate -> post-process."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from pathlib import Path
+
+from . import decoding
+from .context import Context, build_context
+from .documents import Document
+from .postprocess import clean_inline
+from .runtime import OnnxDecoder
+from .types import (
+    CancelToken,
+    CompletionCandidate,
+    CompletionResult,
+    EngineError,
+    EngineSettings,
+    InlineResult,
+    Position,
+    Span,
+)
+
+log = logging.getLogger(__name__)
+
+# CodeFill's scope-aware re-ranking: a top-10 candidate declared in the visible file has its
+# probability multiplied by a weight that depends on its role and where it was declared.
+RERANK = {
+    "attribute": {"function": 1.625, "class": 1.250, "file": 1.125},
+    "variable": {"function": 1.625, "class": 1.125, "file": 1.500},
+    "function": {"function": 1.125, "class": 1.625, "file": 1.500},
+}
+FILE_SHARE = 0.05  # probability mass given to file identifiers the model did not propose
+
+
+def default_model_path() -> Path:
+    """The release folder that ships inside the package."""
+    from importlib import resources
+
+    return Path(str(resources.files("fillpoint.models") / "release"))
+
+
+class Engine:
+    """Loads the released model and answers completion requests for documents."""
+
+    def __init__(self, settings: EngineSettings | None = None) -> None:
+        self.settings = settings or EngineSettings()
+        self.error: str | None = None  # why the model could not be loaded, if it could not
+        self.model_name: str = ""
+        self._lm: OnnxDecoder | None = None
+        self._vocab: decoding.Vocab | None = None
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        """Load (or reload) the model named by the settings; on failure set `error`, never raise."""
+        folder = Path(self.settings.model_path or default_model_path()).expanduser()
+        try:
+            lm = OnnxDecoder(folder)
+            vocab = decoding.Vocab(lm)
+        except EngineError as exc:
+            with self._lock:
+                self._lm, self._vocab, self.model_name = None, None, ""
+                self.error = str(exc)
+            return
+        with self._lock:
+            self._lm, self._vocab = lm, vocab
+            self.model_name, self.error = lm.info.name, None
+
+    @property
+    def ready(self) -> bool:
+        """True when a model is loaded and requests get real answers."""
+        return self._lm is not None
+
+    def _model(self) -> tuple[OnnxDecoder, decoding.Vocab] | None:
+        with self._lock:
+            if self._lm is None or self._vocab is None:
+                return None
+            return self._lm, self._vocab
+
+    def _mode(self) -> str:
+        # The exact byte-level search is not wired into this engine yet; healing is the
+        # closest correct behaviour for prompts that end inside a token.
+        return "naive" if self.settings.mid_token == "naive" else "healing"
+
+    def complete(
+        self, doc: Document, pos: Position, cancel: CancelToken | None = None
+    ) -> CompletionResult:
+        """Ranked identifiers at `pos`; empty inside strings, comments or without a model."""
+        t0 = time.perf_counter()
+        model = self._model()
+        if model is None or not doc.text.strip():
+            return CompletionResult()
+        ctx = build_context(doc, pos)
+        if ctx.in_string_or_comment:
+            return CompletionResult()
+        lm, vocab = model
+        prompt = decoding.heal(lm, ctx.prefix, self._mode())
+        found = decoding.beam_identifiers(lm, vocab, prompt, top=10, cancel=cancel)
+        items = rank(found, ctx, self.settings.max_items)
+        span = Span(ctx.partial_start, ctx.position)
+        return CompletionResult(items, span, (time.perf_counter() - t0) * 1000)
+
+    def inline(
+        self, doc: Document, pos: Position, cancel: CancelToken | None = None
+    ) -> InlineResult:
+        """Ghost text for the rest of the line at `pos`; empty when there is nothing to offer."""
+        t0 = time.perf_counter()
+        model = self._model()
+        if model is None or not self.settings.inline or not doc.text.strip():
+            return InlineResult()
+        ctx = build_context(doc, pos)
+        if ctx.in_string_or_comment:
+            return InlineResult()
+        lm, vocab = model
+        prompt = decoding.heal(lm, ctx.prefix, self._mode())
+        prompt = decoding.fim_prompt(lm, prompt, ctx.suffix)
+        text, mean_logp = decoding.greedy_line(
+            lm, vocab, prompt, self.settings.max_inline_tokens, cancel
+        )
+        text = clean_inline(ctx.line_prefix, text, ctx.line_suffix)
+        if not text:
+            return InlineResult(elapsed_ms=(time.perf_counter() - t0) * 1000)
+        return InlineResult(
+            text,
+            Span(ctx.position, ctx.position),
+            math.exp(mean_logp),
+            (time.perf_counter() - t0) * 1000,
+        )
+
+
+def rank(
+    found: list[decoding.Candidate], ctx: Context, max_items: int
+) -> list[CompletionCandidate]:
+    """Model candidates re-ranked by declaration scope, then file identifiers the model missed."""
+    items: list[CompletionCandidate] = []
+    if found:
+        top = max(c.logp for c in found)
+        weights = [math.exp(c.logp - top) for c in found]
+        total = sum(weights)
+        scored = []
+        for c, w in zip(found, weights, strict=True):
+            word = ctx.partial + c.continuation
+            decl = ctx.scopes.get(word)
+            boost = RERANK[decl.role][decl.where] if decl is not None else 1.0
+            scored.append((word, w / total * boost))
+        norm = sum(p for _, p in scored) / (1.0 - FILE_SHARE)
+        scored.sort(key=lambda s: s[1], reverse=True)
+        items = [CompletionCandidate(w, p / norm, "pycoder") for w, p in scored]
+    seen = {c.text for c in items}
+    extra = [
+        (name, n)
+        for name, n in ctx.identifiers.items()
+        if name.startswith(ctx.partial) and name != ctx.partial and name not in seen
+    ]
+    extra.sort(key=lambda e: e[1], reverse=True)
+    total = sum(n for _, n in extra) or 1
+    share = FILE_SHARE if items else 1.0
+    items += [CompletionCandidate(name, share * n / total, "file") for name, n in extra]
+    return items[:max_items]

@@ -1,0 +1,135 @@
+"""A released decoder on onnxruntime: tokenizer, vocabulary bytes and cached forward steps."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from .types import EngineError
+
+EOT, PAD = "<|endoftext|>", "<|pad|>"
+FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE = "<fim_prefix>", "<fim_suffix>", "<fim_middle>"
+REQUIRED_FILES = ("model.onnx", "tokenizer.json", "config.json")
+
+
+@lru_cache(maxsize=1)
+def byte_decoder() -> dict[str, int]:
+    """GPT-2's byte-level alphabet, inverted: the visible character of each byte -> the byte."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    bs += list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {chr(c): b for b, c in zip(bs, cs, strict=True)}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the engine reports about a loaded model."""
+
+    name: str
+    folder: Path
+    parameters: int
+    block_size: int
+
+
+def _verify(folder: Path) -> dict:
+    """Check that the release is complete and its files match the manifest's checksums."""
+    missing = [f for f in REQUIRED_FILES if not (folder / f).is_file()]
+    if missing:
+        raise EngineError(f"model folder {folder} lacks {', '.join(missing)}")
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.is_file():
+        return {}
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise EngineError(f"unreadable model manifest {manifest_path}: {exc}") from exc
+    for name, digest in manifest.get("files", {}).items():
+        h = hashlib.sha256()
+        with (folder / name).open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        if h.hexdigest() != digest:
+            raise EngineError(f"{folder / name} does not match its checksum in manifest.json")
+    return manifest
+
+
+class OnnxDecoder:
+    """One released decoder: `step(ids, past)` returns next-token log-probs and the new cache."""
+
+    def __init__(self, folder: Path, threads: int = 2) -> None:
+        folder = Path(folder)
+        manifest = _verify(folder)
+        try:
+            cfg = json.loads((folder / "config.json").read_text())
+            self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            self.session = ort.InferenceSession(
+                str(folder / "model.onnx"), opts, providers=["CPUExecutionProvider"]
+            )
+        except (OSError, ValueError, KeyError, json.JSONDecodeError, Exception) as exc:
+            # onnxruntime raises its own exception classes (InvalidProtobuf, Fail, ...) that
+            # share no public base; any of them means "this model cannot be used".
+            raise EngineError(f"cannot load model from {folder}: {exc}") from exc
+        self.n_layer, self.n_head = cfg["n_layer"], cfg["n_head"]
+        self.head_dim = cfg["n_embd"] // cfg["n_head"]
+        self.block_size = cfg["block_size"]
+        self.n_vocab = self.tokenizer.get_vocab_size()
+        self.info = ModelInfo(
+            manifest.get("name", folder.name),
+            folder,
+            manifest.get("parameters", 0),
+            self.block_size,
+        )
+        special = {EOT, PAD, FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE}
+        self.eot_token = self.tokenizer.token_to_id(EOT)
+        self.fim_ids = tuple(
+            self.tokenizer.token_to_id(t) for t in (FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE)
+        )
+        dec = byte_decoder()
+        self.special_ids = {self.tokenizer.token_to_id(t) for t in special}
+        self.token_bytes: list[bytes] = []
+        for i in range(self.n_vocab):
+            piece = self.tokenizer.id_to_token(i)
+            if i in self.special_ids or piece is None:
+                self.token_bytes.append(b"")
+            else:
+                self.token_bytes.append(bytes(dec[c] for c in piece))
+        self.token_text = [b.decode("utf-8", errors="replace") for b in self.token_bytes]
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text` (no special tokens added)."""
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: list[int]) -> str:
+        """Text of `ids`, special tokens dropped."""
+        return b"".join(self.token_bytes[i] for i in ids).decode("utf-8", errors="replace")
+
+    def empty_past(self, batch: int = 1) -> np.ndarray:
+        """A cache holding nothing yet: (L, 2, B, H, 0, D)."""
+        return np.zeros((self.n_layer, 2, batch, self.n_head, 0, self.head_dim), np.float32)
+
+    def step(self, ids: np.ndarray, past: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Log-probs of the token after the last of `ids` (B, V), and the extended cache."""
+        logits, present = self.session.run(
+            None, {"input_ids": np.ascontiguousarray(ids, dtype=np.int64), "past": past}
+        )
+        last = logits[:, -1, :].astype(np.float64)
+        last -= last.max(axis=1, keepdims=True)
+        logp = last - np.log(np.exp(last).sum(axis=1, keepdims=True))
+        return logp, present

@@ -1,0 +1,94 @@
+"""Plain data types shared by the engine and the protocol layer."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Literal
+
+MidTokenMode = Literal["bytelevel", "healing", "naive"]
+
+
+class EngineError(Exception):
+    """The one error type of the engine; the protocol layer maps it to a message."""
+
+
+class Cancelled(EngineError):
+    """The request was cancelled or superseded while it ran."""
+
+
+class CancelToken:
+    """A flag that a long-running engine call polls between model steps."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        """Ask the running call to stop."""
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        """True once cancel() was called."""
+        return self._event.is_set()
+
+    def check(self) -> None:
+        """Raise Cancelled if cancel() was called."""
+        if self._event.is_set():
+            raise Cancelled("request cancelled")
+
+
+@dataclass(frozen=True)
+class Position:
+    """A zero-based line and a column counted in the document's position encoding."""
+
+    line: int
+    character: int
+
+
+@dataclass(frozen=True)
+class Span:
+    """A range of the document, in the document's position encoding."""
+
+    start: Position
+    end: Position
+
+
+@dataclass(frozen=True)
+class CompletionCandidate:
+    """One ranked completion: `text` replaces `replace` in the document."""
+
+    text: str
+    probability: float
+    source: str  # "pycoder", "file", ...
+    kind: Literal["identifier", "keyword", "token"] = "identifier"
+
+
+@dataclass
+class CompletionResult:
+    """The ranked list for one cursor position."""
+
+    items: list[CompletionCandidate] = field(default_factory=list)
+    replace: Span | None = None  # the typed part of the identifier
+    elapsed_ms: float = 0.0
+
+
+@dataclass
+class InlineResult:
+    """Ghost text for the rest of the line: `text` replaces `replace`."""
+
+    text: str = ""
+    replace: Span | None = None
+    probability: float = 0.0
+    elapsed_ms: float = 0.0
+
+
+@dataclass
+class EngineSettings:
+    """What the engine needs to know from the user's options."""
+
+    model_path: str | None = None  # a release folder; None means the bundled default
+    max_items: int = 20
+    inline: bool = True
+    mid_token: MidTokenMode = "healing"
+    max_inline_tokens: int = 48

@@ -1,0 +1,208 @@
+"""PyCoder-style decoder: a GPT-2-style transformer with a next-token and a next-type head.
+
+The type head is an auxiliary task (loss 0.9 * CE(token) + 0.1 * CE(type)); at inference only
+the token head runs. Attention takes an optional cache of past keys/values so the exported ONNX
+graph decodes incrementally.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class PyCoderConfig:
+    vocab_size: int = 8192  # BPE vocabulary, special tokens included
+    n_types: int = 64  # lexical token types predicted by the auxiliary head
+    block_size: int = 256  # longest sequence seen in training
+    n_layer: int = 4
+    n_head: int = 8
+    n_embd: int = 256
+    dropout: float = 0.0
+    type_loss_weight: float = 0.1  # PyCoder's best: 0.9 token / 0.1 type
+    tie_weights: bool = True  # tied in training; untied at export so int8 covers the head
+
+    def save(self, path: Path) -> None:
+        """Write config.json."""
+        path.write_text(json.dumps({"architecture": "pycoder", **asdict(self)}, indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> PyCoderConfig:
+        """Read config.json."""
+        data = json.loads(path.read_text())
+        data.pop("architecture", None)
+        return cls(**data)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: PyCoderConfig) -> None:
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd)
+        self.dropout = cfg.dropout
+
+    def forward(
+        self, x: torch.Tensor, past: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, H, T, D)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        if past is not None:  # past: (2, B, H, P, D)
+            k = torch.cat([past[0], k], dim=2)  # (B, H, P+T, D)
+            v = torch.cat([past[1], v], dim=2)
+            P = past.shape[3]
+            # query i (absolute position P+i) sees keys 0..P+i
+            mask = torch.arange(k.shape[2], device=x.device)[None, :] <= (
+                P + torch.arange(T, device=x.device)[:, None]
+            )
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        else:
+            drop = self.dropout if self.training else 0.0
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=drop)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
+        return self.proj(y), torch.stack([k, v])
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: PyCoderConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.n_embd)
+        self.attn = SelfAttention(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.n_embd)
+        self.mlp = nn.Sequential(
+            nn.Linear(cfg.n_embd, 4 * cfg.n_embd),
+            nn.GELU(approximate="tanh"),
+            nn.Linear(4 * cfg.n_embd, cfg.n_embd),
+        )
+
+    def forward(
+        self, x: torch.Tensor, past: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        a, present = self.attn(self.ln_1(x), past)
+        x = x + a
+        return x + self.mlp(self.ln_2(x)), present
+
+
+class PyCoder(nn.Module):
+    def __init__(self, cfg: PyCoderConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.n_embd)
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.type_head = nn.Linear(cfg.n_embd, cfg.n_types)
+        if cfg.tie_weights:
+            self.lm_head.weight = self.wte.weight
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # GPT-2's scaled init of residual projections
+            if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self) -> int:
+        """Parameters, counting a tied head once."""
+        return sum(p.numel() for p in self.parameters())
+
+    def hidden(
+        self, ids: torch.Tensor, past: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final hidden states (B, T, C) and the new cache (L, 2, B, H, P+T, D)."""
+        B, T = ids.shape
+        start = 0 if past is None else past.shape[4]
+        pos = torch.arange(start, start + T, device=ids.device)
+        x = self.wte(ids) + self.wpe(pos)  # (B, T, C)
+        presents = []
+        for i, block in enumerate(self.blocks):
+            x, present = block(x, None if past is None else past[i])
+            presents.append(present)
+        return self.ln_f(x), torch.stack(presents)
+
+    def forward(
+        self,
+        ids: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        type_targets: torch.Tensor | None = None,
+        ignore_index: int = -100,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits (B, T, V); with targets, the 0.9/0.1 multitask loss."""
+        h, _ = self.hidden(ids)
+        logits = self.lm_head(h)
+        if targets is None:
+            return logits, None
+        V = logits.shape[-1]
+        tok_loss = F.cross_entropy(
+            logits.reshape(-1, V).float(), targets.reshape(-1), ignore_index=ignore_index
+        )
+        if type_targets is None or self.config.type_loss_weight == 0.0:
+            return logits, tok_loss
+        type_logits = self.type_head(h)
+        type_loss = F.cross_entropy(
+            type_logits.reshape(-1, type_logits.shape[-1]).float(),
+            type_targets.reshape(-1),
+            ignore_index=ignore_index,
+        )
+        w = self.config.type_loss_weight
+        return logits, (1 - w) * tok_loss + w * type_loss
+
+    def untie(self) -> None:
+        """Give the output head its own copy of the embedding (for export and quantization)."""
+        if self.lm_head.weight is self.wte.weight:
+            self.lm_head.weight = nn.Parameter(self.wte.weight.detach().clone())
+        self.config.tie_weights = False
+
+
+class PyCoderStep(nn.Module):
+    """The exported graph: (ids, past) -> (logits, present); one call per decoding step."""
+
+    def __init__(self, model: PyCoder) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids: torch.Tensor, past: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h, present = self.model.hidden(ids, past)
+        return self.model.lm_head(h), present
+
+
+def save_pretrained(model: PyCoder, folder: Path) -> None:
+    """HF-style checkpoint: config.json + model.safetensors (never a pickle)."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model.config.save(folder / "config.json")
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    if model.config.tie_weights:
+        state.pop("lm_head.weight", None)
+    save_file(state, str(folder / "model.safetensors"))
+
+
+def from_pretrained(folder: Path) -> PyCoder:
+    """Rebuild a model from its folder alone."""
+    from safetensors.torch import load_file
+
+    cfg = PyCoderConfig.load(folder / "config.json")
+    model = PyCoder(cfg)
+    state = load_file(str(folder / "model.safetensors"))
+    if cfg.tie_weights:
+        state["lm_head.weight"] = state["wte.weight"]
+    model.load_state_dict(state)
+    return model

@@ -1,0 +1,106 @@
+"""Assemble a release folder (int8 ONNX, tokenizer, config, manifest) and its model card."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .export import release
+
+
+def _fmt(x: float | None, pct: bool = True) -> str:
+    if x is None:
+        return "n/a"
+    return f"{100 * x:.1f}%" if pct else f"{x:.3f}"
+
+
+def model_card(run: Path, tokenizer: Path, evaluation: dict | None) -> tuple[str, dict]:
+    """Markdown card and manifest extras from a training run and (optionally) its evaluation."""
+    cfg = json.loads((run / "train_config.json").read_text())
+    state = json.loads((run / "checkpoint" / "trainer_state.json").read_text())
+    model_cfg = json.loads((run / "checkpoint" / "config.json").read_text())
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    val = [r["val_loss"] for r in rows if "val_loss" in r]
+    data = Path(cfg["data"])
+    splits = {}
+    for split in ("train", "valid", "test"):
+        info = data / f"{split}.json"
+        if info.exists():
+            splits[split] = json.loads(info.read_text())
+    corpus_stats = data.parent / "corpus" / "stats.json"
+    packages = json.loads(corpus_stats.read_text())["packages"] if corpus_stats.exists() else {}
+    extra = {
+        "name": "fillpoint-pycoder",
+        "trained_steps": state["step"],
+        "trained_tokens": state["tokens"],
+        "training_minutes": round(state["seconds"] / 60, 1),
+        "final_val_loss": val[-1] if val else None,
+        "data": splits,
+        "evaluation": evaluation or {},
+    }
+    lines = [
+        "# fillpoint-pycoder",
+        "",
+        "A PyCoder-style decoder (GPT-2-style transformer with a next-token head and an",
+        "auxiliary next-token-type head, loss 0.9/0.1, fill-in-the-middle augmentation) that",
+        "fillpoint's server uses for the completion list and for inline completion.",
+        "Shipped as int8 ONNX with a key/value cache; the type head is not exported.",
+        "",
+        "## Model",
+        f"- {model_cfg['n_layer']} layers, width {model_cfg['n_embd']}, "
+        f"{model_cfg['n_head']} heads, context {model_cfg['block_size']} tokens, "
+        f"vocabulary {model_cfg['vocab_size']}",
+        f"- trained {state['step']} steps, {state['tokens'] / 1e6:.1f}M tokens, "
+        f"{state['seconds'] / 60:.0f} minutes on 2 CPU cores (bf16 autocast)",
+        f"- final validation loss {val[-1]:.3f} nats (0.9 token + 0.1 type)" if val else "",
+        "",
+        "## Data",
+        "Python standard library plus the pinned PyPI wheels of",
+        "`training/data/corpus_manifest.txt`, split train/valid/test by package (never by file);",
+        "exact and layout-only duplicates removed.",
+    ]
+    for split, info in splits.items():
+        lines.append(
+            f"- {split}: {info['files']} files, {info['chars'] / 1e6:.1f}M characters, "
+            f"{info['tokens'] / 1e6:.1f}M tokens"
+        )
+    if packages.get("test"):
+        lines.append(f"- test packages: {', '.join(packages['test'])}")
+    if evaluation:
+        lines += ["", "## Evaluation (held-out test packages)", ""]
+        lines.append(f"Command: `{evaluation.get('command', 'fillpoint train eval')}`")
+        lines.append("")
+        lines.append("| method | top-1 | top-5 | MRR@10 | n |")
+        lines.append("|---|---|---|---|---|")
+        for name, m in evaluation.get("identifier_starts", {}).items():
+            lines.append(
+                f"| {name} | {_fmt(m.get('top1'))} | {_fmt(m.get('top5'))} | "
+                f"{_fmt(m.get('mrr10'), False)} | {m.get('n')} |"
+            )
+        line = evaluation.get("line")
+        if line:
+            lines.append("")
+            lines.append(
+                f"Line completion: exact match {_fmt(line['exact'])}, edit similarity "
+                f"{line['edit_sim']:.1f} over {line['n']} cut points."
+            )
+    lines += [
+        "",
+        "## Limits",
+        "Small and trained briefly on two CPU cores: it knows common Python idioms and the",
+        "names in the visible file, not large APIs. Suggestions are not checked for correctness.",
+        "",
+    ]
+    return "\n".join(x for x in lines if x is not None) + "\n", extra
+
+
+def make_release(run: Path, tokenizer: Path, out: Path, eval_json: Path | None = None) -> dict:
+    """Export the run's checkpoint into `out` with a card; returns the manifest."""
+    evaluation = json.loads(eval_json.read_text()) if eval_json else None
+    card, extra = model_card(run, tokenizer, evaluation)
+    manifest = release(run / "checkpoint", tokenizer, out, card, extra)
+    print(
+        f"released {out}: {manifest['parameters'] / 1e6:.2f}M parameters, "
+        f"fp32 ONNX parity {manifest['fp32_parity_max_abs']:.2e}"
+    )
+    return manifest
