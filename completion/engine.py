@@ -6,6 +6,7 @@ import logging
 import math
 import threading
 import time
+from keyword import iskeyword
 from pathlib import Path
 
 from . import decoding
@@ -142,13 +143,18 @@ def rank(
         total = sum(weights)
         scored = []
         for c, w in zip(found, weights, strict=True):
+            if not c.continuation:
+                continue  # the typed text itself: nothing to complete
             word = ctx.partial + c.continuation
             decl = ctx.scopes.get(word)
             boost = RERANK[decl.role][decl.where] if decl is not None else 1.0
             scored.append((word, w / total * boost))
-        norm = sum(p for _, p in scored) / (1.0 - FILE_SHARE)
+        norm = sum(p for _, p in scored) / (1.0 - FILE_SHARE) or 1.0
         scored.sort(key=lambda s: s[1], reverse=True)
-        items = [CompletionCandidate(w, p / norm, "pycoder") for w, p in scored]
+        items = [
+            CompletionCandidate(w, p / norm, "pycoder", "keyword" if iskeyword(w) else "identifier")
+            for w, p in scored
+        ]
     seen = {c.text for c in items}
     extra = [
         (name, n)

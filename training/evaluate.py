@@ -64,11 +64,11 @@ def _names(text: str) -> list[tuple[int, str]]:
 
 
 def sample_points(
-    corpus: Path, n_ident: int, n_line: int, seed: int = 0
+    corpus: Path, n_ident: int, n_line: int, seed: int = 0, split: str = "test"
 ) -> tuple[list[IdentSample], list[IdentSample], list[LineSample]]:
-    """Identifier starts, mid-token cuts (1-3 characters typed) and line cuts from test files."""
+    """Identifier starts, mid-token cuts (1-3 characters typed) and line cuts of held-out files."""
     rng = random.Random(seed)
-    files = [r["text"] for r in iter_split(corpus, "test")]
+    files = [r["text"] for r in iter_split(corpus, split)]
     rng.shuffle(files)
     starts, mids, lines = [], [], []
     for text in files:
@@ -206,9 +206,11 @@ def _p50(xs: list[float]) -> float:
     return sorted(xs)[len(xs) // 2] if xs else 0.0
 
 
-def evaluate(model: Path, corpus: Path, n_ident: int, n_line: int, seed: int = 0) -> dict:
+def evaluate(
+    model: Path, corpus: Path, n_ident: int, n_line: int, seed: int = 0, split: str = "test"
+) -> dict:
     """All metrics for one release in one run."""
-    starts, mids, lines = sample_points(corpus, n_ident, n_line, seed)
+    starts, mids, lines = sample_points(corpus, n_ident, n_line, seed, split)
     table = ngram_table(corpus)
     results: dict = {"identifier_starts": {}, "cardinal_points": {}, "mid_token": {}}
     cardinal = [
@@ -288,15 +290,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-ident", type=int, default=400, help="identifier samples")
     p.add_argument("--n-line", type=int, default=200, help="line-completion samples")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split", default="test", choices=["test", "valid"], help="valid: for tuning")
     p.add_argument("--out", default="docs/evaluation", help="folder for results.json/.md")
 
 
 def main(args: argparse.Namespace) -> None:
     """Run the evaluation and write results.json and results.md."""
-    results = evaluate(Path(args.model), Path(args.corpus), args.n_ident, args.n_line, args.seed)
+    results = evaluate(
+        Path(args.model), Path(args.corpus), args.n_ident, args.n_line, args.seed, args.split
+    )
     results["command"] = (
-        f"fillpoint train eval --model {args.model} --corpus {args.corpus} "
-        f"--n-ident {args.n_ident} --n-line {args.n_line} --seed {args.seed}"
+        f"fillpoint train eval --model {args.model} --corpus {args.corpus} --split {args.split} "
+        f"--n-ident {args.n_ident} --n-line {args.n_line} --seed {args.seed} --out {args.out}"
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
