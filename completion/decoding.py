@@ -145,6 +145,14 @@ def beam_identifiers(
     return out[:top]
 
 
+def looping(ids: list[int], k: int = 4) -> bool:
+    """True when the last `k` ids already occurred earlier: greedy decoding entered a loop."""
+    if len(ids) < 2 * k:
+        return False
+    tail = ids[-k:]
+    return any(ids[i : i + k] == tail for i in range(len(ids) - k))
+
+
 def greedy_line(
     lm: OnnxDecoder,
     vocab: Vocab,
@@ -152,27 +160,40 @@ def greedy_line(
     max_tokens: int = 48,
     cancel: CancelToken | None = None,
 ) -> tuple[str, float]:
-    """Greedy decoding to the end of the line; returns (text after `need`, mean log-prob)."""
+    """Greedy decoding to the end of the line; returns (text after `need`, mean log-prob).
+
+    A small model's greedy output can cycle (`f(f(f(`); decoding stops where the cycle
+    starts repeating, since the repeat is what the user would not want.
+    """
     ids = _fit(prompt.ids, lm.block_size - max_tokens - 1) or [lm.eot_token]
     logp, past = lm.step(np.asarray([ids]), lm.empty_past(1))
-    text, total, n = "", 0.0, 0
+    pieces: list[str] = []
+    out_ids: list[int] = []
+    total = 0.0
     for _ in range(max_tokens):
         if cancel is not None:
             cancel.check()
         row = logp[0]
-        if len(text) < len(prompt.need):
-            mask = allowed_for_need(vocab, prompt.need[len(text) :])
+        spelled = sum(map(len, pieces))
+        if spelled < len(prompt.need):
+            mask = allowed_for_need(vocab, prompt.need[spelled:])
             row = np.where(mask, row, -np.inf)
         t = int(np.argmax(row))
         if vocab.special[t] or not np.isfinite(row[t]):
             break
-        text += vocab.texts[t]
-        total, n = total + float(row[t]), n + 1
+        pieces.append(vocab.texts[t])
+        out_ids.append(t)
+        total += float(row[t])
+        if looping(out_ids):
+            del pieces[-4:]
+            break
+        text = "".join(pieces)
         if len(text) > len(prompt.need) and "\n" in text[len(prompt.need) :]:
             break
         logp, past = lm.step(np.asarray([[t]]), past)
+    text = "".join(pieces)
     out = text[len(prompt.need) :] if len(text) >= len(prompt.need) else ""
-    return out.split("\n", 1)[0], (total / n if n else 0.0)
+    return out.split("\n", 1)[0], (total / len(out_ids) if out_ids else 0.0)
 
 
 def fim_prompt(lm: OnnxDecoder, prompt: Prompt, suffix: str, suffix_tokens: int = 64) -> Prompt:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import threading
 import time
+from collections import Counter
 from keyword import iskeyword
 from pathlib import Path
 
@@ -34,7 +36,6 @@ RERANK = {
     "variable": {"function": 1.625, "class": 1.125, "file": 1.500},
     "function": {"function": 1.125, "class": 1.625, "file": 1.500},
 }
-FILE_SHARE = 0.05  # probability mass given to file identifiers the model did not propose
 
 
 def default_model_path() -> Path:
@@ -100,7 +101,7 @@ class Engine:
         lm, vocab = model
         prompt = decoding.heal(lm, ctx.prefix, self._mode())
         found = decoding.beam_identifiers(lm, vocab, prompt, top=10, cancel=cancel)
-        items = rank(found, ctx, self.settings.max_items)
+        items = rank(found, ctx, self.settings.max_items, self.settings.file_weight)
         span = Span(ctx.partial_start, ctx.position)
         return CompletionResult(items, span, (time.perf_counter() - t0) * 1000)
 
@@ -132,37 +133,55 @@ class Engine:
         )
 
 
+ATTRIBUTE = re.compile(r"\.[ \t]*([^\W\d]\w*)")
+
+
+def attribute_counts(text: str) -> Counter[str]:
+    """How often each name is used after a dot: after `x.`, only those are file candidates."""
+    return Counter(ATTRIBUTE.findall(text))
+
+
 def rank(
-    found: list[decoding.Candidate], ctx: Context, max_items: int
+    found: list[decoding.Candidate], ctx: Context, max_items: int, file_weight: float
 ) -> list[CompletionCandidate]:
-    """Model candidates re-ranked by declaration scope, then file identifiers the model missed."""
-    items: list[CompletionCandidate] = []
+    """Mix the model's candidates with the file's identifiers, then re-rank by scope.
+
+    p(w) = (1 - file_weight) * p_model(w) + file_weight * p_file(w), where p_file is the
+    frequency of `w` among the file's identifiers that start with the typed text (a cache
+    model); names declared in the file are then boosted by CodeFill's scope weights.
+    """
+    model: dict[str, float] = {}
     if found:
         top = max(c.logp for c in found)
-        weights = [math.exp(c.logp - top) for c in found]
-        total = sum(weights)
-        scored = []
-        for c, w in zip(found, weights, strict=True):
-            if not c.continuation:
-                continue  # the typed text itself: nothing to complete
-            word = ctx.partial + c.continuation
-            decl = ctx.scopes.get(word)
-            boost = RERANK[decl.role][decl.where] if decl is not None else 1.0
-            scored.append((word, w / total * boost))
-        norm = sum(p for _, p in scored) / (1.0 - FILE_SHARE) or 1.0
-        scored.sort(key=lambda s: s[1], reverse=True)
-        items = [
-            CompletionCandidate(w, p / norm, "pycoder", "keyword" if iskeyword(w) else "identifier")
-            for w, p in scored
-        ]
-    seen = {c.text for c in items}
-    extra = [
-        (name, n)
-        for name, n in ctx.identifiers.items()
-        if name.startswith(ctx.partial) and name != ctx.partial and name not in seen
+        for c in found:
+            if c.continuation:  # an empty continuation is the typed text itself
+                model[ctx.partial + c.continuation] = math.exp(c.logp - top)
+    pool = attribute_counts(ctx.prefix + ctx.suffix) if ctx.after_dot else ctx.identifiers
+    file = {
+        name: float(n)
+        for name, n in pool.items()
+        if name.startswith(ctx.partial) and name != ctx.partial
+    }
+    m_total, f_total = sum(model.values()), sum(file.values())
+    wm = (1.0 - file_weight) if file else 1.0
+    wf = file_weight if model else 1.0
+    scores: dict[str, float] = {}
+    for name, p in model.items():
+        scores[name] = wm * p / m_total
+    for name, n in file.items():
+        scores[name] = scores.get(name, 0.0) + wf * n / f_total
+    for name in scores:
+        decl = ctx.scopes.get(name)
+        if decl is not None:
+            scores[name] *= RERANK[decl.role][decl.where]
+    norm = sum(scores.values()) or 1.0
+    ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)[:max_items]
+    return [
+        CompletionCandidate(
+            name,
+            p / norm,
+            "pycoder" if name in model else "file",
+            "keyword" if iskeyword(name) else "identifier",
+        )
+        for name, p in ranked
     ]
-    extra.sort(key=lambda e: e[1], reverse=True)
-    total = sum(n for _, n in extra) or 1
-    share = FILE_SHARE if items else 1.0
-    items += [CompletionCandidate(name, share * n / total, "file") for name, n in extra]
-    return items[:max_items]

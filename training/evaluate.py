@@ -207,7 +207,13 @@ def _p50(xs: list[float]) -> float:
 
 
 def evaluate(
-    model: Path, corpus: Path, n_ident: int, n_line: int, seed: int = 0, split: str = "test"
+    model: Path,
+    corpus: Path,
+    n_ident: int,
+    n_line: int,
+    seed: int = 0,
+    split: str = "test",
+    file_weight: float = EngineSettings().file_weight,
 ) -> dict:
     """All metrics for one release in one run."""
     starts, mids, lines = sample_points(corpus, n_ident, n_line, seed, split)
@@ -228,7 +234,10 @@ def evaluate(
         "trigram": [ngram_baseline(table, s.prefix, s.truth[: s.typed]) for s in mids],
     }
     for mode in MODES:
-        engine = Engine(EngineSettings(model_path=str(model), mid_token=mode, max_items=10))
+        settings = EngineSettings(
+            model_path=str(model), mid_token=mode, max_items=10, file_weight=file_weight
+        )
+        engine = Engine(settings)
         engine.load()
         if engine.error:
             raise SystemExit(engine.error)
@@ -290,6 +299,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-ident", type=int, default=400, help="identifier samples")
     p.add_argument("--n-line", type=int, default=200, help="line-completion samples")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--file-weight", type=float, default=EngineSettings().file_weight)
     p.add_argument("--split", default="test", choices=["test", "valid"], help="valid: for tuning")
     p.add_argument("--out", default="docs/evaluation", help="folder for results.json/.md")
 
@@ -297,11 +307,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> None:
     """Run the evaluation and write results.json and results.md."""
     results = evaluate(
-        Path(args.model), Path(args.corpus), args.n_ident, args.n_line, args.seed, args.split
+        Path(args.model),
+        Path(args.corpus),
+        args.n_ident,
+        args.n_line,
+        args.seed,
+        args.split,
+        args.file_weight,
     )
     results["command"] = (
         f"fillpoint train eval --model {args.model} --corpus {args.corpus} --split {args.split} "
-        f"--n-ident {args.n_ident} --n-line {args.n_line} --seed {args.seed} --out {args.out}"
+        f"--n-ident {args.n_ident} --n-line {args.n_line} --seed {args.seed} "
+        f"--file-weight {args.file_weight} --out {args.out}"
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
