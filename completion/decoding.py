@@ -59,14 +59,18 @@ class Vocab:
 
 def heal(lm: OnnxDecoder, prefix: str, mode: MidTokenMode) -> Prompt:
     """Encode `prefix`; with healing, take the still-growing last pre-token back off."""
-    if mode == "naive":
-        return Prompt(lm.encode(prefix), "")
-    m = TAIL.search(prefix)
+    ids = lm.encode(prefix)
+    m = TAIL.search(prefix) if mode != "naive" else None
     if not m:
-        return Prompt(lm.encode(prefix), "")
-    # Pre-tokens are piece boundaries, so encoding the head alone gives the same pieces.
-    head, need = prefix[: m.start()], prefix[m.start() :]
-    return Prompt(lm.encode(head), need)
+        return Prompt(ids, "")
+    # The tail starts a pre-token, so the whole prefix's pieces split there. Encoding the head
+    # alone can give other pieces: the pre-tokenizer splits "\n\n" before a word into "\n",
+    # "\n", but keeps it whole at the end of a text.
+    head_bytes, used, keep = len(prefix[: m.start()].encode("utf-8")), 0, 0
+    while keep < len(ids) and used + len(lm.token_bytes[ids[keep]]) <= head_bytes:
+        used += len(lm.token_bytes[ids[keep]])
+        keep += 1
+    return Prompt(ids[:keep], prefix[m.start() :])
 
 
 def allowed_for_need(vocab: Vocab, rest: str) -> np.ndarray:
@@ -110,7 +114,7 @@ def beam_identifiers(
     # each beam: (generated text, cumulative logp); all share the same length
     beams: list[tuple[str, float]] = [("", 0.0)]
     done: dict[str, float] = {}
-    for _ in range(max_steps):
+    for depth in range(max_steps + 1):
         if cancel is not None:
             cancel.check()
         expansions: list[tuple[float, int, int, str]] = []
@@ -124,6 +128,8 @@ def beam_identifiers(
                     end = np.logaddexp.reduce(row[vocab.ends_word])
                     done[cont] = float(np.logaddexp(done.get(cont, -math.inf), score + end))
                 mask = vocab.is_word
+            if depth == max_steps:
+                continue  # the last round only scores where the final beams end
             cand = np.flatnonzero(mask)
             if len(cand) == 0:
                 continue

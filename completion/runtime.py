@@ -56,11 +56,19 @@ def _verify(folder: Path) -> dict:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise EngineError(f"unreadable model manifest {manifest_path}: {exc}") from exc
-    for name, digest in manifest.get("files", {}).items():
+    files = manifest.get("files", {}) if isinstance(manifest, dict) else None
+    if not isinstance(files, dict):
+        raise EngineError(f"unreadable model manifest {manifest_path}: no table of files")
+    for name, digest in files.items():
         h = hashlib.sha256()
-        with (folder / name).open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
+        try:
+            with (folder / name).open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+        except OSError as exc:
+            raise EngineError(
+                f"cannot read {folder / name} listed in manifest.json: {exc}"
+            ) from exc
         if h.hexdigest() != digest:
             raise EngineError(f"{folder / name} does not match its checksum in manifest.json")
     return manifest
@@ -82,13 +90,13 @@ class OnnxDecoder:
             self.session = ort.InferenceSession(
                 str(folder / "model.onnx"), opts, providers=["CPUExecutionProvider"]
             )
+            self.n_layer, self.n_head = cfg["n_layer"], cfg["n_head"]
+            self.head_dim = cfg["n_embd"] // cfg["n_head"]
+            self.block_size = cfg["block_size"]
         except (OSError, ValueError, KeyError, json.JSONDecodeError, Exception) as exc:
             # onnxruntime raises its own exception classes (InvalidProtobuf, Fail, ...) that
             # share no public base; any of them means "this model cannot be used".
             raise EngineError(f"cannot load model from {folder}: {exc}") from exc
-        self.n_layer, self.n_head = cfg["n_layer"], cfg["n_head"]
-        self.head_dim = cfg["n_embd"] // cfg["n_head"]
-        self.block_size = cfg["block_size"]
         self.n_vocab = self.tokenizer.get_vocab_size()
         self.info = ModelInfo(
             manifest.get("name", folder.name),

@@ -81,7 +81,7 @@ class Batches:
 
     def _window(self) -> tuple[np.ndarray, np.ndarray]:
         n = self.block_size + 1
-        start = int(self.rng.integers(0, len(self.ids) - n))
+        start = int(self.rng.integers(0, len(self.ids) - n + 1))  # the last window too
         ids = self.ids[start : start + n].astype(np.int64)
         return ids, self.types[start : start + n].astype(np.int64)
 

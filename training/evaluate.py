@@ -27,6 +27,7 @@ from fillpoint.completion.engine import Engine
 from fillpoint.completion.types import EngineSettings, Position
 
 from .corpus import iter_split
+from .tokentypes import TYPE_ID, char_types
 
 MODES = ("healing", "naive")
 
@@ -90,20 +91,26 @@ def sample_points(
 
 
 def _line_cuts(text: str) -> list[tuple[int, int]]:
-    """(cut, end of line) at a random token boundary inside non-blank code lines."""
+    """(cut, end of line) at a token boundary in the middle of a code line.
+
+    Lines that hold string or comment characters are skipped: the engine rightly offers
+    nothing inside them, so they would measure the sampler, not the model.
+    """
+    kinds = char_types(text)
+    skip = {TYPE_ID["STRING"], TYPE_ID["COMMENT"]}
     out = []
     pos = 0
     for line in text.splitlines(keepends=True):
         body = line.rstrip("\n")
         stripped = body.strip()
-        if pos > 200 and len(stripped) > 8 and not stripped.startswith(("#", '"', "'")):
+        in_code = not any(int(k) in skip for k in kinds[pos : pos + len(body)])
+        if pos > 200 and len(stripped) > 8 and in_code:
             indent = len(body) - len(body.lstrip())
             bounds = [
                 i
                 for i in range(indent + 1, len(body) - 1)
-                if not body[i - 1].isalnum() or not body[i].isalnum()
+                if (not body[i - 1].isalnum() or not body[i].isalnum()) and not body[i].isspace()
             ]
-            bounds = [b for b in bounds if not body[b].isspace()]
             if bounds:
                 b = bounds[len(bounds) // 2]
                 out.append((pos + b, pos + len(body)))

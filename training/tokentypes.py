@@ -37,8 +37,8 @@ STRUCTURAL = {TYPE_ID[n] for n in ("PAD", "WS", "NEWLINE", "NL", "INDENT", "DEDE
 
 def lexical_type(tok: tokenize.TokenInfo) -> int:
     """The type id of one lexical token."""
-    if tok.type == token.OP:
-        return TYPE_ID[token.tok_name[tok.exact_type]]
+    if tok.type == token.OP:  # an unknown character (`¼`) is an OP whose exact type is OP
+        return TYPE_ID.get(token.tok_name[tok.exact_type], TYPE_ID["ERRORTOKEN"])
     if tok.type == token.NAME:
         return TYPE_ID["KEYWORD" if keyword.iskeyword(tok.string) else "NAME"]
     name = token.tok_name.get(tok.type, "ERRORTOKEN")
@@ -49,7 +49,9 @@ def char_types(text: str) -> np.ndarray:
     """The lexical type of every character of `text` (WS between tokens)."""
     out = np.full(len(text), WS, dtype=np.uint8)
     line_starts = [0]
-    for line in text.splitlines(keepends=True):
+    # The lines tokenize numbers: split at "\n" only (str.splitlines also splits at form
+    # feeds, \x1c-\x1e, \x85 and \u2028, which would shift every later token).
+    for line in io.StringIO(text).readlines():
         line_starts.append(line_starts[-1] + len(line))
     try:
         for tok in tokenize.generate_tokens(io.StringIO(text).readline):

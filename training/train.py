@@ -131,8 +131,6 @@ def train(cfg: TrainConfig) -> Path:
         fim = tuple(tok.token_to_id(t) for t in (FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE))
         return Batches(ids, types, cfg.block_size, fim, tok.token_to_id(EOT), cfg.fim_rate, seed)
 
-    train_batches = load("train", cfg.seed + rank)
-    valid_batches = load("valid", cfg.seed + 10_000)
     resume = out / "checkpoint"
     if (resume / "model.safetensors").exists():
         model = from_pretrained(resume)
@@ -148,6 +146,9 @@ def train(cfg: TrainConfig) -> Path:
             type_loss_weight=cfg.type_loss_weight,
         )
         model, state = PyCoder(mcfg), {"step": 0, "tokens": 0, "seconds": 0.0}
+    # A resumed run draws new windows instead of replaying those of the steps already done.
+    train_batches = load("train", cfg.seed + rank + world * state["step"])
+    valid_batches = load("valid", cfg.seed + 10_000)
     model.to(device)
     raw = model
     if world > 1:
@@ -184,7 +185,7 @@ def train(cfg: TrainConfig) -> Path:
         disable=not master,
         desc="train",
     )
-    step = start_step
+    step = start_step - 1  # a run resumed at its last step trains nothing and stays there
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
@@ -197,7 +198,13 @@ def train(cfg: TrainConfig) -> Path:
         opt.step()
         state["tokens"] += x.numel() * world
         elapsed = time.time() - t0
-        out_of_time = cfg.max_minutes and elapsed > cfg.max_minutes * 60
+        out_of_time = bool(cfg.max_minutes) and elapsed > cfg.max_minutes * 60
+        if world > 1 and cfg.max_minutes:
+            # Clocks differ between ranks: a rank that stops alone leaves the others
+            # waiting in the next all-reduce forever, so rank 0 decides for all.
+            flag = torch.tensor([float(out_of_time)], device=device)
+            dist.broadcast(flag, 0)
+            out_of_time = bool(flag.item())
         if master:
             row = {"step": step, "loss": loss.item(), "lr": lr_at(step, cfg), "seconds": elapsed}
             if step % cfg.eval_every == 0 or step == cfg.max_steps - 1 or out_of_time:

@@ -1,0 +1,225 @@
+"""The engine on a real (tiny) model: ranked identifiers, inline lines, and graceful failure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fillpoint.completion.context import build_context
+from fillpoint.completion.decoding import Candidate
+from fillpoint.completion.documents import Document
+from fillpoint.completion.engine import Engine, rank
+from fillpoint.completion.types import (
+    Cancelled,
+    CancelToken,
+    CompletionResult,
+    EngineSettings,
+    InlineResult,
+    Position,
+)
+
+pytestmark = pytest.mark.slow
+
+SOURCE = """import os
+
+
+def join_all(parts, separator):
+    joined = separator.join(parts)
+    return os.path.join(joined, "x")
+
+
+class Store:
+    def __init__(self, max_items):
+        self.max_items = max_items
+        self.items = []
+
+    def add(self, item):
+        if len(self.items) < self.max_items:
+            self.items.append(item)
+"""
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir: Path) -> Engine:
+    """An engine with the tiny release loaded."""
+    eng = Engine(EngineSettings(model_path=str(tiny_model_dir), max_items=15))
+    eng.load()
+    assert eng.error is None, eng.error
+    return eng
+
+
+def at_end(text: str) -> tuple[Document, Position]:
+    """A document and the position after its last character."""
+    lines = text.split("\n")
+    return Document("file:///t.py", text), Position(len(lines) - 1, len(lines[-1]))
+
+
+def typed(doc: Document, span: object) -> str:
+    """The document text a span covers."""
+    return doc.text[doc.offset_at(span.start) : doc.offset_at(span.end)]
+
+
+def test_loads_and_reports_the_model(engine: Engine) -> None:
+    assert engine.ready and engine.model_name == "fillpoint-pycoder"
+
+
+@pytest.mark.parametrize(
+    ("tail", "partial"),
+    [
+        ("        self.it", "it"),
+        ("        self.max_", "max_"),
+        ("        return jo", "jo"),
+        ("        x = os.pa", "pa"),
+        ("        sep", "sep"),
+        ("        self.", ""),
+        ("        value = ", ""),
+    ],
+)
+def test_items_extend_the_typed_partial_and_replace_exactly_it(
+    engine: Engine, tail: str, partial: str
+) -> None:
+    doc, pos = at_end(SOURCE + tail)
+    result = engine.complete(doc, pos)
+    assert result.items, tail
+    assert typed(doc, result.replace) == partial
+    assert result.replace.end == pos
+    assert len(result.items) <= 15
+    texts = [item.text for item in result.items]
+    assert len(set(texts)) == len(texts)
+    for item in result.items:
+        assert item.text.startswith(partial) and item.text.isidentifier(), item
+        assert 0.0 < item.probability <= 1.0 and item.source in ("pycoder", "file")
+    assert result.elapsed_ms > 0.0
+
+
+def test_file_identifiers_are_offered_even_when_the_model_misses_them(engine: Engine) -> None:
+    doc, pos = at_end(SOURCE + "        self.max_it")
+    texts = [item.text for item in engine.complete(doc, pos).items]
+    assert "max_items" in texts
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        '        s = "self.it',
+        "        # self.it",
+        '        """docstring self.it',
+        "        f'{x} te",
+    ],
+)
+def test_nothing_inside_strings_and_comments(engine: Engine, tail: str) -> None:
+    doc, pos = at_end(SOURCE + tail)
+    assert engine.complete(doc, pos) == CompletionResult()
+    assert engine.inline(doc, pos).text == ""
+
+
+@pytest.mark.parametrize("text", ["", "   \n\n  "])
+def test_nothing_for_empty_documents(engine: Engine, text: str) -> None:
+    doc, pos = at_end(text)
+    assert engine.complete(doc, pos) == CompletionResult()
+    assert engine.inline(doc, pos) == InlineResult()
+
+
+@pytest.mark.parametrize(
+    "tail", ["        self.items.app", "        return ", "        for item in ", "x = [1, 2"]
+)
+def test_inline_is_one_line_inserted_at_the_cursor(engine: Engine, tail: str) -> None:
+    doc, pos = at_end(SOURCE + tail)
+    result = engine.inline(doc, pos)
+    assert "\n" not in result.text and "\r" not in result.text
+    if result.text:
+        assert result.replace.start == result.replace.end == pos
+        assert 0.0 < result.probability <= 1.0
+
+
+def test_inline_with_code_after_the_cursor(engine: Engine) -> None:
+    text = SOURCE + "        total = \n\nprint(Store(3).add(1))\n"
+    doc = Document("file:///t.py", text)
+    line = SOURCE.count("\n")
+    result = engine.inline(doc, Position(line, len("        total = ")))
+    assert "\n" not in result.text
+
+
+def test_inline_can_be_switched_off(tiny_model_dir: Path) -> None:
+    eng = Engine(EngineSettings(model_path=str(tiny_model_dir), inline=False))
+    eng.load()
+    doc, pos = at_end(SOURCE + "        return ")
+    assert eng.inline(doc, pos) == InlineResult()
+    assert eng.complete(doc, pos).items
+
+
+def test_naive_mode_also_extends_the_partial(tiny_model_dir: Path) -> None:
+    eng = Engine(EngineSettings(model_path=str(tiny_model_dir), mid_token="naive"))
+    eng.load()
+    doc, pos = at_end(SOURCE + "        self.it")
+    for item in eng.complete(doc, pos).items:
+        assert item.text.startswith("it")
+
+
+def test_a_cancelled_request_raises_cancelled(engine: Engine) -> None:
+    cancel = CancelToken()
+    cancel.cancel()
+    doc, pos = at_end(SOURCE + "        self.it")
+    with pytest.raises(Cancelled):
+        engine.complete(doc, pos, cancel)
+    with pytest.raises(Cancelled):
+        engine.inline(doc, pos, cancel)
+
+
+def test_a_model_that_fails_to_load_gives_empty_results(tmp_path: Path) -> None:
+    eng = Engine(EngineSettings(model_path=str(tmp_path / "missing")))
+    eng.load()  # no exception
+    assert not eng.ready and "lacks model.onnx" in eng.error and eng.model_name == ""
+    doc, pos = at_end(SOURCE + "        self.it")
+    assert eng.complete(doc, pos) == CompletionResult()
+    assert eng.inline(doc, pos) == InlineResult()
+
+
+def test_reload_after_a_failure_recovers(tiny_model_dir: Path, tmp_path: Path) -> None:
+    eng = Engine(EngineSettings(model_path=str(tmp_path / "missing")))
+    eng.load()
+    assert eng.error
+    eng.settings.model_path = str(tiny_model_dir)
+    eng.load()
+    assert eng.ready and eng.error is None
+
+
+def test_unloaded_engine_answers_empty() -> None:
+    eng = Engine(EngineSettings(model_path="/nonexistent"))
+    doc, pos = at_end(SOURCE + "        self.it")
+    assert eng.complete(doc, pos) == CompletionResult() and not eng.ready
+
+
+# --- ranking --------------------------------------------------------------------------------
+
+
+def test_rank_mixes_model_and_file_and_normalises() -> None:
+    doc, pos = at_end(SOURCE + "        self.max_it")
+    ctx = build_context(doc, pos)
+    assert ctx.partial == "max_it" and ctx.after_dot
+    found = [Candidate("em", -0.7), Candidate("ems", -0.7), Candidate("", -0.1)]
+    items = rank(found, ctx, max_items=10, file_weight=0.3)
+    # "max_items" is proposed by both the model and the file (used after a dot twice)
+    assert [i.text for i in items] == ["max_items", "max_item"]
+    assert [i.source for i in items] == ["pycoder", "pycoder"]
+    assert sum(i.probability for i in items) == pytest.approx(1.0)
+    assert items[0].probability > 0.6  # 0.35 + 0.3 before the scope boost
+
+
+def test_rank_without_model_candidates_gives_file_identifiers_all_the_mass() -> None:
+    doc, pos = at_end(SOURCE + "        jo")
+    items = rank([], build_context(doc, pos), max_items=10, file_weight=0.3)
+    assert {"joined", "join_all"} <= {i.text for i in items}
+    assert all(i.text.startswith("jo") and i.source == "file" for i in items)
+    assert sum(i.probability for i in items) == pytest.approx(1.0)
+    probs = [i.probability for i in items]
+    assert probs == sorted(probs, reverse=True)
+
+
+def test_rank_marks_keywords_and_respects_max_items() -> None:
+    doc, pos = at_end(SOURCE + "        ret")
+    found = [Candidate("urn", -0.1), *(Candidate(f"x{i}", -3.0 - i) for i in range(20))]
+    items = rank(found, build_context(doc, pos), max_items=5, file_weight=0.3)
+    assert len(items) == 5 and items[0].text == "return" and items[0].kind == "keyword"
+    assert all(i.kind == "identifier" for i in items[1:])

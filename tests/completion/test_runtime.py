@@ -1,0 +1,170 @@
+"""The ONNX runtime: loading and verifying a release, vocabulary bytes, cached steps."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fillpoint.completion.runtime import OnnxDecoder, byte_decoder
+from fillpoint.completion.types import EngineError
+
+pytestmark = pytest.mark.slow
+
+CODE = st.lists(
+    st.sampled_from(["def ", "self", ".", "x", " = ", "(", "):\n", "    ", "'é'", "😀", "\t"])
+    | st.text(max_size=6),
+    max_size=20,
+).map("".join)
+
+
+@pytest.fixture(scope="module")
+def lm(tiny_model_dir: Path) -> OnnxDecoder:
+    """The tiny release on one onnxruntime thread."""
+    return OnnxDecoder(tiny_model_dir, threads=1)
+
+
+@pytest.fixture
+def release(tiny_model_dir: Path, tmp_path: Path) -> Path:
+    """A copy of the tiny release that a test may damage."""
+    return Path(shutil.copytree(tiny_model_dir, tmp_path / "release"))
+
+
+def test_byte_decoder_is_a_bijection_onto_bytes() -> None:
+    table = byte_decoder()
+    assert len(table) == 256 and sorted(table.values()) == list(range(256))
+    assert table["!"] == ord("!") and table["Ġ"] == ord(" ") and table["Ċ"] == ord("\n")
+
+
+def test_loads_the_release(lm: OnnxDecoder, tiny_model_dir: Path) -> None:
+    manifest = json.loads((tiny_model_dir / "manifest.json").read_text())
+    assert (lm.n_layer, lm.n_head, lm.head_dim, lm.block_size, lm.n_vocab) == (2, 2, 32, 128, 512)
+    assert lm.eot_token == 0 and lm.fim_ids == (2, 3, 4) and lm.special_ids == {0, 1, 2, 3, 4}
+    assert lm.info.name == "fillpoint-pycoder"
+    assert lm.info.parameters == manifest["parameters"] > 0
+    assert lm.info.folder == tiny_model_dir and lm.info.block_size == 128
+    assert len(lm.token_bytes) == len(lm.token_text) == 512
+
+
+def test_token_bytes_match_the_tokenizer(lm: OnnxDecoder) -> None:
+    assert all(lm.token_bytes[i] == b"" for i in lm.special_ids)
+    partial = 0
+    for i in range(5, lm.n_vocab):
+        raw = lm.token_bytes[i]
+        assert raw, i
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:  # a piece of a multi-byte character
+            partial += 1
+            assert "\ufffd" in lm.token_text[i]
+            continue
+        assert text == lm.tokenizer.decode([i]) == lm.token_text[i]
+    assert partial > 0  # the byte-level alphabet has lone bytes >= 0x80
+
+
+@settings(max_examples=150, deadline=None)
+@given(CODE)
+def test_pieces_spell_the_text_byte_for_byte(lm: OnnxDecoder, text: str) -> None:
+    ids = lm.encode(text)
+    assert b"".join(lm.token_bytes[i] for i in ids) == text.encode("utf-8")
+    assert lm.decode(ids) == text
+    assert not set(ids) & lm.special_ids
+
+
+def test_decode_drops_special_tokens(lm: OnnxDecoder) -> None:
+    assert lm.decode([2, *lm.encode("x = 1"), 3, 4, 0]) == "x = 1"
+
+
+def test_step_returns_normalised_log_probs_and_a_growing_cache(lm: OnnxDecoder) -> None:
+    ids = lm.encode("import os\n\ndef f(path):\n    return os.path.join(path")
+    assert lm.empty_past(3).shape == (2, 2, 3, 2, 0, 32)
+    logp, past = lm.step(np.asarray([ids]), lm.empty_past(1))
+    assert logp.shape == (1, 512) and logp.dtype == np.float64
+    assert np.exp(logp).sum() == pytest.approx(1.0, abs=1e-9)
+    assert past.shape == (2, 2, 1, 2, len(ids), 32)
+    logp2, past2 = lm.step(np.asarray([[ids[-1]]]), past)
+    assert past2.shape[4] == len(ids) + 1 and np.exp(logp2).sum() == pytest.approx(1.0)
+
+
+def test_cached_steps_match_a_full_forward(lm: OnnxDecoder, tiny_fp32_model_dir: Path) -> None:
+    ids = lm.encode("class A:\n    def __init__(self, items):\n        self.items = items\n")
+    for decoder, tol in ((lm, 0.1), (OnnxDecoder(tiny_fp32_model_dir, threads=1), 1e-4)):
+        full, _ = decoder.step(np.asarray([ids]), decoder.empty_past(1))
+        logp, past = decoder.step(np.asarray([ids[:-4]]), decoder.empty_past(1))
+        for t in ids[-4:]:
+            logp, past = decoder.step(np.asarray([[t]]), past)
+        # int8 quantizes activations per call, so the int8 model only agrees approximately
+        assert np.abs(logp - full).max() < tol
+
+
+def test_batched_rows_are_independent(tiny_fp32_model_dir: Path) -> None:
+    lm = OnnxDecoder(tiny_fp32_model_dir, threads=1)
+    a, b = lm.encode("for i in range(3):"), lm.encode("while True: pass")
+    n = min(len(a), len(b))
+    both, _ = lm.step(np.asarray([a[:n], b[:n]]), lm.empty_past(2))
+    alone, _ = lm.step(np.asarray([b[:n]]), lm.empty_past(1))
+    assert np.abs(both[1] - alone[0]).max() < 1e-4
+
+
+# --- failures -------------------------------------------------------------------------------
+
+
+def test_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(EngineError, match="lacks model.onnx, tokenizer.json, config.json"):
+        OnnxDecoder(tmp_path / "nowhere")
+
+
+def test_missing_tokenizer(release: Path) -> None:
+    (release / "tokenizer.json").unlink()
+    with pytest.raises(EngineError, match=r"lacks tokenizer\.json$"):
+        OnnxDecoder(release)
+
+
+def test_corrupted_model_fails_its_checksum(release: Path) -> None:
+    data = bytearray((release / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (release / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(EngineError, match=r"model\.onnx does not match its checksum"):
+        OnnxDecoder(release)
+
+
+@pytest.mark.parametrize("victim", ["model.onnx", "tokenizer.json", "config.json"])
+def test_unloadable_files_without_a_manifest(release: Path, victim: str) -> None:
+    (release / "manifest.json").unlink()
+    (release / victim).write_bytes(b"\x08\x01garbage{")
+    with pytest.raises(EngineError, match=f"cannot load model from {release}"):
+        OnnxDecoder(release)
+
+
+def test_config_without_a_required_key(release: Path) -> None:
+    (release / "manifest.json").unlink()
+    config = json.loads((release / "config.json").read_text())
+    del config["n_head"]
+    (release / "config.json").write_text(json.dumps(config))
+    with pytest.raises(EngineError, match="cannot load model.*n_head"):
+        OnnxDecoder(release)
+
+
+@pytest.mark.parametrize(
+    ("manifest", "message"),
+    [
+        ("{not json", "unreadable model manifest"),
+        ("[1, 2]", "unreadable model manifest"),
+        ('{"files": {"weights.bin": "00"}}', r"cannot read .*weights\.bin listed in manifest"),
+    ],
+)
+def test_bad_manifests(release: Path, manifest: str, message: str) -> None:
+    (release / "manifest.json").write_text(manifest)
+    with pytest.raises(EngineError, match=message):
+        OnnxDecoder(release)
+
+
+def test_a_release_without_a_manifest_still_loads(release: Path) -> None:
+    (release / "manifest.json").unlink()
+    lm = OnnxDecoder(release, threads=1)
+    assert lm.info.name == "release" and lm.info.parameters == 0

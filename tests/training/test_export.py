@@ -1,0 +1,90 @@
+"""Export: ONNX parity (fp32 and int8), what the quantizer covers, and the release folder."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+from test_train import CHECKPOINT_FILES
+
+from fillpoint.models.pycoder import from_pretrained
+from fillpoint.training.export import export_onnx, parity, quantize_int8
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("torch_one_thread")]
+
+RELEASE_FILES = ["README.md", "config.json", "manifest.json", "model.onnx", "tokenizer.json"]
+
+
+@pytest.fixture(scope="module")
+def fp32_onnx(tiny_run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny checkpoint exported to fp32 ONNX."""
+    path = tmp_path_factory.mktemp("export") / "model.fp32.onnx"
+    export_onnx(from_pretrained(tiny_run_dir / "checkpoint"), path)
+    return path
+
+
+def dims(value: onnx.ValueInfoProto) -> list[str | int]:
+    """The symbolic or fixed size of each axis."""
+    return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+
+def test_fp32_graph_matches_torch(tiny_run_dir: Path, fp32_onnx: Path) -> None:
+    model = from_pretrained(tiny_run_dir / "checkpoint")
+    assert parity(model, fp32_onnx, model.config.vocab_size, steps=4) < 1e-4
+
+
+def test_graph_signature_has_dynamic_batch_and_lengths(fp32_onnx: Path) -> None:
+    graph = onnx.load(str(fp32_onnx)).graph
+    sig = {v.name: dims(v) for v in [*graph.input, *graph.output]}
+    assert sig == {
+        "input_ids": ["batch", "seq"],
+        "past": [2, 2, "batch", 2, "past_seq", 32],
+        "logits": ["batch", "seq", 512],
+        "present": [2, 2, "batch", 2, "total_seq", 32],
+    }
+
+
+def test_int8_quantizes_every_linear_layer_and_the_head(
+    tiny_run_dir: Path, fp32_onnx: Path, tmp_path: Path
+) -> None:
+    model = from_pretrained(tiny_run_dir / "checkpoint")
+    int8 = tmp_path / "model.onnx"
+    quantize_int8(fp32_onnx, int8)
+    assert parity(model, int8, model.config.vocab_size) < 0.3  # measured ~0.04
+    graph = onnx.load(str(int8)).graph
+    n_layer, n_embd, vocab = 2, 64, 512
+    ops = [n.op_type for n in graph.node]
+    assert ops.count("MatMulInteger") == 4 * n_layer + 1  # qkv, proj, 2 MLP per layer + head
+    int8_shapes = [list(t.dims) for t in graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert [n_embd, vocab] in int8_shapes  # the untied output head
+
+
+def test_release_folder_is_complete_and_checksummed(
+    tiny_model_dir: Path, tiny_run_dir: Path
+) -> None:
+    assert sorted(p.name for p in tiny_model_dir.iterdir()) == RELEASE_FILES
+    manifest = json.loads((tiny_model_dir / "manifest.json").read_text())
+    assert set(manifest["files"]) == {"model.onnx", "tokenizer.json", "config.json"}
+    for name, digest in manifest["files"].items():
+        assert hashlib.sha256((tiny_model_dir / name).read_bytes()).hexdigest() == digest
+    assert manifest["fp32_parity_max_abs"] < 1e-4
+    assert manifest["trained_steps"] == 120 and manifest["name"] == "fillpoint-pycoder"
+    assert manifest["final_val_loss"] is not None and manifest["data"]["train"]["files"] > 0
+    config = json.loads((tiny_model_dir / "config.json").read_text())
+    assert config["architecture"] == "pycoder" and config["tie_weights"] is False
+    assert (config["n_layer"], config["n_embd"], config["vocab_size"]) == (2, 64, 512)
+    tokenizer = (tiny_run_dir.parent / "tokenizer.json").read_bytes()
+    assert (tiny_model_dir / "tokenizer.json").read_bytes() == tokenizer
+    card = (tiny_model_dir / "README.md").read_text()
+    assert card.startswith("# fillpoint-pycoder") and "final validation loss" in card
+
+
+def test_training_run_wrote_its_log_plot_and_checkpoint(tiny_run_dir: Path) -> None:
+    rows = [json.loads(x) for x in (tiny_run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(120))
+    assert (tiny_run_dir / "loss.png").stat().st_size > 1000
+    names = sorted(p.name for p in (tiny_run_dir / "checkpoint").iterdir())
+    assert names == CHECKPOINT_FILES
