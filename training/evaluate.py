@@ -165,6 +165,18 @@ def ngram_baseline(table: dict, prefix: str, typed: str) -> list[str]:
     return ranked
 
 
+def jedi_baseline(prefix: str) -> list[str]:
+    """What jedi, the static completer, proposes at the end of `prefix` (its own order)."""
+    import jedi
+
+    lines = prefix.split("\n")
+    try:
+        found = jedi.Script(code=prefix).complete(len(lines), len(lines[-1]))
+    except Exception:  # noqa: BLE001 - jedi fails on some half-written code; count a miss
+        return []
+    return [c.name for c in found[:10]]
+
+
 def rank_metrics(ranked_lists: list[list[str]], truths: list[str]) -> dict:
     """top-1, top-5 and MRR@10."""
     n = len(truths)
@@ -235,10 +247,12 @@ def evaluate(
     baselines = {
         "file frequency": [frequency_baseline(s.prefix, "") for s in starts],
         "trigram": [ngram_baseline(table, s.prefix, "") for s in starts],
+        "jedi": [jedi_baseline(s.prefix) for s in tqdm(starts, desc="jedi", leave=False)],
     }
     mid_baselines = {
         "file frequency": [frequency_baseline(s.prefix, s.truth[: s.typed]) for s in mids],
         "trigram": [ngram_baseline(table, s.prefix, s.truth[: s.typed]) for s in mids],
+        "jedi": [jedi_baseline(s.prefix) for s in tqdm(mids, desc="jedi", leave=False)],
     }
     for mode in MODES:
         settings = EngineSettings(
