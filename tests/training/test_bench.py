@@ -1,0 +1,86 @@
+"""`fillpoint bench` on a tiny workload: every field is written and sane (no timing targets)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from fillpoint.training import bench
+from fillpoint.training.bench_client import jedi_command
+from fillpoint.training.bench_workload import advance, held_out_files, keystrokes, plan
+
+N_REQUESTS = 10
+
+
+def test_plan_is_seeded_and_bounded(tmp_path: Path) -> None:
+    files = held_out_files(tmp_path / "no-corpus", 2, seed=0)  # no test.jsonl: stdlib modules
+    assert files and all(name.startswith("stdlib:") for name, _ in files)
+    sessions = plan(files, N_REQUESTS, seed=0)
+    again = plan(files, N_REQUESTS, seed=0)
+    assert [s.requests for s in sessions] == [s.requests for s in again]
+    requests = [r for s in sessions for r in s.requests]
+    assert 0 < len(requests) <= N_REQUESTS
+    for s in sessions:
+        assert all(s.start <= r.offset <= len(s.text) for r in s.requests)
+        for r in s.requests:
+            if r.kind == "complete" and r.typed:
+                # mid-token: the typed characters are the start of an identifier
+                assert 1 <= r.typed <= 3
+                assert s.text[r.offset - r.typed : r.offset].isidentifier()
+
+
+def test_keystrokes_and_positions() -> None:
+    text = "def f(x):\n    return x  # \U0001f600\n"
+    pieces = list(keystrokes(text, 4))
+    assert "".join(pieces) == text
+    assert all("\n" not in p[:-1] for p in pieces)  # a newline always ends its chunk
+    at = (0, 0)
+    for p in keystrokes(text, random.Random(1).randint(1, 5)):
+        at = advance(*at, p)
+    assert at == (2, 0)
+    assert advance(0, 0, "a\U0001f600") == (0, 3)  # UTF-16: the emoji is two units
+
+
+def test_bench_writes_all_outputs(tiny_model_dir: Path, tmp_path: Path) -> None:
+    stem = tmp_path / "out" / "benchmarks"
+    argv = ["--model", str(tiny_model_dir), "--corpus", str(tmp_path / "no-corpus")]
+    argv += ["--files", "1", "--requests", str(N_REQUESTS), "--chunk", "3", "--out", str(stem)]
+    assert bench.main(argv) == 0
+
+    result = json.loads(stem.with_suffix(".json").read_text())
+    markdown = stem.with_suffix(".md").read_text()
+    assert result["command"].startswith("fillpoint bench --model")
+    assert result["command"] in markdown
+    assert stem.with_suffix(".png").stat().st_size > 0
+
+    work = result["workload"]
+    assert work["source"] == "stdlib" and len(work["files"]) == 1
+    n_complete, n_inline = work["completion_requests"], work["inline_requests"]
+    assert 0 < n_complete + n_inline <= N_REQUESTS and work["keystrokes"] > 0
+
+    ours = result["servers"]["fillpoint"]
+    assert ours["completion"]["n"] == n_complete
+    assert (ours["inline"] or {"n": 0})["n"] == n_inline
+    for key in ("p50_ms", "p95_ms", "p99_ms"):
+        assert 0 < ours["completion"][key] < 60_000
+    assert ours["completion"]["p50_ms"] <= ours["completion"]["p95_ms"]
+    assert ours["completion"]["p95_ms"] <= ours["completion"]["p99_ms"]
+    assert 0 < ours["cold_start_ms"] < 180_000
+    assert 10 < ours["peak_rss_mb"] < 10_000
+    assert ours["cpu_ms_per_request"] >= 0
+    assert len(result["samples"]["fillpoint"]["completion"]) == n_complete
+
+    metrics = {row["metric"] for row in result["checks"]}
+    assert {"completion.p95_ms", "inline.p95_ms", "cold_start_ms", "peak_rss_mb"} <= metrics
+    assert "p95_ratio_vs_jedi" in metrics
+    for row in result["checks"]:
+        assert f"| {row['metric']} |" in markdown
+
+    if jedi_command() is None:
+        pytest.skip("jedi-language-server is not installed: no comparison to check")
+    jedi = result["servers"]["jedi-language-server"]
+    assert jedi["completion"]["n"] == n_complete and jedi["inline"] is None
+    assert result["p95_ratio_vs_jedi"] > 0

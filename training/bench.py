@@ -1,0 +1,194 @@
+"""`fillpoint bench`: replay typing over held-out files through the real server, and jedi's.
+
+Both servers see the same keystrokes (incremental didChange) and the same completion
+requests, one request at a time; fillpoint also gets the inline requests (jedi has none).
+Outputs: STEM.json (every number and the raw latencies), STEM.md (tables against the
+targets) and STEM.png (latency CDFs), with STEM from `--out`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import bench_report as report
+from .bench_client import BenchedServer, fillpoint_command, jedi_command
+from .bench_workload import Session, advance, held_out_files, keystrokes, plan
+
+DEFAULT_CORPUS = Path("data/corpus")
+DEFAULT_OUT = Path("docs/benchmarks")
+# jedi's diagnostics re-parse the file on every change; fillpoint has none, so they are off.
+JEDI_OPTIONS: dict[str, Any] = {"diagnostics": {"enable": False}}
+LOADED = re.compile(r"model (.+) loaded")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Arguments of `fillpoint bench`."""
+    p = argparse.ArgumentParser(prog="fillpoint bench", description=__doc__.splitlines()[0])
+    p.add_argument("--model", help="release folder (default: $FILLPOINT_MODEL, else bundled)")
+    p.add_argument(
+        "--corpus",
+        type=Path,
+        default=DEFAULT_CORPUS,
+        help="corpus folder whose test.jsonl holds the held-out files (else stdlib modules)",
+    )
+    p.add_argument("--files", type=int, default=8, help="held-out files to type")
+    p.add_argument("--requests", type=int, default=600, help="completion + inline requests")
+    p.add_argument("--chunk", type=int, default=1, help="characters per didChange")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-jedi", action="store_true", help="skip jedi-language-server")
+    p.add_argument(
+        "--profile",
+        type=int,
+        metavar="N",
+        help="instead: time the engine's stages in-process on N requests (OUT.profile.txt)",
+    )
+    p.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help="writes OUT.json, OUT.md and OUT.png"
+    )
+    return p
+
+
+async def replay(servers: list[BenchedServer], sessions: list[Session], chunk: int) -> int:
+    """Type every session into every server, sending its requests; returns the didChange count."""
+    changes = 0
+    for i, session in enumerate(sessions):
+        uri = f"file:///bench/{i}/{Path(session.name.split(':')[-1]).name}"
+        opened = session.text[: session.start]
+        for s in servers:
+            s.open(uri, opened)
+        at, done, version = advance(0, 0, opened), session.start, 0
+        for req in session.requests:
+            for piece in keystrokes(session.text[done : req.offset], chunk):
+                version += 1
+                for s in servers:
+                    s.insert(uri, version, at, piece)
+                at = advance(*at, piece)
+                changes += 1
+            done = req.offset
+            for s in servers:  # one at a time: the other server must not steal the cores
+                await s.barrier()
+                if req.kind == "complete":
+                    await s.complete(uri, at, typed=req.typed)
+                elif s.name == report.FILLPOINT:
+                    await s.inline(uri, at)
+        for s in servers:
+            s.close(uri)
+    return changes
+
+
+def _model_name(server: BenchedServer, fallback: str) -> str:
+    """The model the server said it loaded."""
+    for message in server.messages:
+        if m := LOADED.search(message):
+            return m.group(1)
+    return fallback
+
+
+async def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    """Start the servers (one after the other, for clean cold starts), replay, collect."""
+    files = held_out_files(args.corpus, args.files, args.seed)
+    if not files:
+        raise SystemExit("fillpoint bench: no held-out files found")
+    sessions = plan(files, args.requests, args.seed)
+    loadavg = os.getloadavg()
+    options = {"modelPath": str(Path(args.model).resolve())} if args.model else None
+    servers = [BenchedServer(report.FILLPOINT, fillpoint_command(), options)]
+    jedi = None if args.no_jedi else jedi_command()
+    if jedi is not None:
+        servers.append(BenchedServer(report.JEDI, jedi, JEDI_OPTIONS))
+    elif not args.no_jedi:
+        print("fillpoint bench: jedi-language-server not found; comparing nothing", file=sys.stderr)
+    try:
+        for s in servers:
+            await s.start()
+            s.start_cpu_window()
+        changes = await replay(servers, sessions, args.chunk)
+        summaries = {
+            s.name: report.server_summary(s, s.cpu_window(), s.peak_rss_mb()) for s in servers
+        }
+    finally:
+        for s in servers:
+            await s.stop()
+    meta = {"command": command, "loadavg": loadavg, "changes": changes, "model": args.model}
+    return _result(servers, summaries, files, sessions, args, meta)
+
+
+def _result(
+    servers: list[BenchedServer],
+    summaries: dict[str, Any],
+    files: list[tuple[str, str]],
+    sessions: list[Session],
+    args: argparse.Namespace,
+    meta: dict[str, Any],
+) -> dict[str, Any]:
+    """Everything the JSON holds: run facts, workload, per-server summaries, checks, samples."""
+    ours = summaries[report.FILLPOINT]["completion"]["p95_ms"]
+    theirs = summaries[report.JEDI]["completion"]["p95_ms"] if report.JEDI in summaries else None
+    reqs = [r for s in sessions for r in s.requests]
+    result: dict[str, Any] = {
+        "command": meta["command"],
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "model": _model_name(servers[0], meta["model"] or "bundled"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "loadavg": list(meta["loadavg"]),
+            "python": sys.version.split()[0],
+        },
+        "workload": {
+            "source": "stdlib" if files[0][0].startswith("stdlib:") else "corpus test split",
+            "files": [s.name for s in sessions],
+            "seed": args.seed,
+            "chunk": args.chunk,
+            "keystrokes": meta["changes"],
+            "completion_requests": sum(r.kind == "complete" for r in reqs),
+            "mid_token_requests": sum(r.kind == "complete" and r.typed > 0 for r in reqs),
+            "inline_requests": sum(r.kind == "inline" for r in reqs),
+        },
+        "servers": summaries,
+        "p95_ratio_vs_jedi": theirs / ours if theirs and ours else None,
+        "samples": {
+            s.name: {
+                "completion": [round(x, 3) for x in s.timings.completion_ms],
+                **(
+                    {"inline": [round(x, 3) for x in s.timings.inline_ms]}
+                    if s.timings.inline_ms
+                    else {}
+                ),
+            }
+            for s in servers
+        },
+    }
+    result["checks"] = report.checks(result)
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `fillpoint bench` (forwarded by the fillpoint CLI)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    command = shlex.join(["fillpoint", "bench", *argv])
+    if args.profile:
+        from .bench_profile import main_profile
+
+        sessions = plan(held_out_files(args.corpus, args.files, args.seed), args.profile, args.seed)
+        return main_profile(
+            args.model, sessions, args.profile, args.out.with_suffix(".profile.txt")
+        )
+    result = asyncio.run(run(args, command))
+    json_path, md_path, png_path = report.write(result, args.out)
+    print(md_path.read_text())
+    print(f"wrote {json_path}, {md_path}" + (f", {png_path}" if png_path else ""), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,161 @@
+"""`fillpoint bench --profile`: where the time of one request goes, measured in-process.
+
+The engine's stages are wrapped with timers from the outside (nothing in the engine changes):
+context building, prompt encoding and healing, the ONNX calls (prefill of the prompt versus
+one-token steps), the log-softmax over the vocabulary, the beam's masks, and re-ranking.
+Whatever the beam search spends outside these is its bookkeeping (argsort, cache gathers).
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import pstats
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+from .bench_workload import Session
+
+# (owner attribute path, label); patched on the module objects the engine looks them up on.
+STAGES = [
+    ("engine.build_context", "context"),
+    ("decoding.heal", "heal (incl. encode)"),
+    ("decoding.fim_prompt", "fim prompt (incl. encode)"),
+    ("decoding.beam_identifiers", "beam search"),
+    ("decoding.greedy_line", "greedy line"),
+    ("decoding.allowed_for_need", "healing masks"),
+    ("engine.rank", "rank"),
+    ("engine.clean_inline", "post-process"),
+]
+
+
+class StageTimer:
+    """Inclusive wall time and call count per label."""
+
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+
+    def wrap(self, label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """`fn`, timed under `label`."""
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.ms[label] += (time.perf_counter() - t0) * 1000
+                self.calls[label] += 1
+
+        return timed
+
+
+@contextmanager
+def _patched(obj: Any, name: str, value: Any):
+    """Set an attribute for the duration of a block."""
+    old = getattr(obj, name)
+    setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        setattr(obj, name, old)
+
+
+class _TimedSession:
+    """An onnxruntime session whose `run` is timed apart from prefill and one-token steps."""
+
+    def __init__(self, session: Any, timer: StageTimer) -> None:
+        self._session, self._timer = session, timer
+
+    def run(self, outputs: Any, feeds: dict[str, Any]) -> Any:
+        ids = feeds["input_ids"]
+        label = "onnx prefill" if ids.shape[1] > 1 else "onnx step (1 token)"
+        return self._timer.wrap(label, self._session.run)(outputs, feeds)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+
+def profile(model: str | None, sessions: list[Session], limit: int, top: int = 25) -> str:
+    """Run the sessions' requests in-process (documents as typed up to each request); a report."""
+    from fillpoint.completion import decoding
+    from fillpoint.completion import engine as engine_mod
+    from fillpoint.completion.documents import DocumentStore
+    from fillpoint.completion.types import EngineSettings
+
+    eng = engine_mod.Engine(EngineSettings(model_path=model))
+    t0 = time.perf_counter()
+    eng.load()
+    load_ms = (time.perf_counter() - t0) * 1000
+    if not eng.ready:
+        raise SystemExit(f"fillpoint bench --profile: cannot load the model: {eng.error}")
+    lm = eng._lm  # the profiler needs the runtime object itself to time its calls
+    store = DocumentStore("utf-32")
+    points = [(s, r) for s in sessions for r in s.requests][:limit]
+    out = io.StringIO()
+    print(f"model {eng.model_name} loaded in {load_ms:.0f} ms (in-process)\n", file=out)
+    for kind in ("complete", "inline"):
+        todo = [(s, r) for s, r in points if r.kind == kind]
+        if not todo:
+            continue
+        timer, prof = StageTimer(), cProfile.Profile()
+        docs = [
+            store.open(f"file:///p/{i}.py", s.text[: r.offset], 0) for i, (s, r) in enumerate(todo)
+        ]
+        with ExitStack() as stack:
+            mods = {"engine": engine_mod, "decoding": decoding}
+            for path, label in STAGES:
+                owner, name = path.split(".")
+                if hasattr(mods[owner], name):
+                    fn = getattr(mods[owner], name)
+                    stack.enter_context(_patched(mods[owner], name, timer.wrap(label, fn)))
+            stack.enter_context(_patched(lm, "session", _TimedSession(lm.session, timer)))
+            stack.enter_context(
+                _patched(lm, "step", timer.wrap("step (onnx + log-softmax)", lm.step))
+            )
+            stack.enter_context(_patched(lm, "encode", timer.wrap("tokenizer encode", lm.encode)))
+            call = eng.complete if kind == "complete" else eng.inline
+            total = timer.wrap("total", call)
+            prof.enable()
+            for doc in docs:
+                total(doc, doc.position_at(len(doc.text)))
+            prof.disable()
+        print(_stage_table(kind, timer, len(docs)), file=out)
+        stats = pstats.Stats(prof, stream=out)
+        print(f"cProfile of {kind}, top {top} by own time:", file=out)
+        stats.sort_stats("tottime").print_stats(top)
+    return out.getvalue()
+
+
+def _stage_table(kind: str, timer: StageTimer, n: int) -> str:
+    """Per-request milliseconds and share of the total per stage (inclusive; nested stages)."""
+    total = timer.ms["total"] or 1.0
+    lines = [f"{kind}: {n} requests, {timer.ms['total'] / n:.1f} ms mean (wall, in-process)"]
+    lines.append(f"  {'stage':<28}{'ms/request':>11}{'calls/request':>15}{'share':>8}")
+    derived = dict(timer.ms)
+    search = derived.get("beam search", 0.0) + derived.get("greedy line", 0.0)
+    inner = derived.get("step (onnx + log-softmax)", 0.0) + derived.get("healing masks", 0.0)
+    derived["search bookkeeping (derived)"] = max(0.0, search - inner)
+    onnx = derived.get("onnx prefill", 0.0) + derived.get("onnx step (1 token)", 0.0)
+    derived["log-softmax etc. (derived)"] = max(
+        0.0, derived.get("step (onnx + log-softmax)", 0.0) - onnx
+    )
+    for label, ms in sorted(derived.items(), key=lambda kv: -kv[1]):
+        calls = timer.calls.get(label)
+        per_call = f"{calls / n:.1f}" if calls else ""
+        lines.append(f"  {label:<28}{ms / n:>11.2f}{per_call:>15}{100 * ms / total:>7.0f}%")
+    return "\n".join(lines) + "\n"
+
+
+def main_profile(model: str | None, sessions: list[Session], limit: int, out: Path | None) -> int:
+    """Print (and optionally save) the profile report."""
+    text = profile(model, sessions, limit)
+    print(text)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+    return 0
