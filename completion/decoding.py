@@ -8,8 +8,10 @@ pieces must spell them again ("need"); naive mode keeps the prompt as typed.
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,7 +54,10 @@ class Vocab:
         self.ends_word = ~starts_word  # the next piece does not continue an identifier
         self.ends_word[list(lm.special_ids)] = True
         self.has_newline = np.array(["\n" in t for t in texts])
-        self.np_texts = np.array(texts, dtype=object)
+        # Sorted texts: the pieces that start with a string are one contiguous run (bisect).
+        order = sorted((t, i) for i, t in enumerate(texts) if t and i not in lm.special_ids)
+        self.sorted_texts = [t for t, _ in order]
+        self.sorted_ids = [i for _, i in order]
         self.special = np.zeros(len(texts), bool)
         self.special[list(lm.special_ids)] = True
 
@@ -80,19 +85,61 @@ def allowed_for_need(vocab: Vocab, rest: str) -> np.ndarray:
         i = vocab.by_text.get(rest[:k])
         if i is not None:
             mask[i] = True
-    longer = np.flatnonzero(
-        np.fromiter((t.startswith(rest) and len(t) > len(rest) for t in vocab.np_texts), bool)
-    )
-    for i in longer:
-        tail = vocab.texts[i][len(rest) :]
-        if WORD.fullmatch(tail):
-            mask[i] = True
+    lo = bisect.bisect_right(vocab.sorted_texts, rest)  # skips `rest` itself
+    hi = bisect.bisect_left(vocab.sorted_texts, rest + "\U0010ffff")
+    for j in range(lo, hi):
+        if WORD.fullmatch(vocab.sorted_texts[j][len(rest) :]):
+            mask[vocab.sorted_ids[j]] = True
     return mask
 
 
+WINDOW_STEP = 64  # the prompt window's start moves in jumps of this many tokens
+
+
 def _fit(ids: list[int], budget: int) -> list[int]:
-    """Keep the last `budget` ids."""
-    return ids[-budget:] if len(ids) > budget else ids
+    """At most `budget` of the last ids, starting on a multiple of WINDOW_STEP.
+
+    A start that stays put while the user types keeps the prompt's beginning (and with it
+    the cached keys/values, whose positions are absolute) the same from one request to the
+    next.
+    """
+    if len(ids) <= budget:
+        return ids
+    drop = -(-(len(ids) - budget) // WINDOW_STEP) * WINDOW_STEP
+    return ids[drop:]
+
+
+class PrefixCache:
+    """The key/value cache of the last prompt: the next prompt runs only its new tokens."""
+
+    def __init__(self, lm: OnnxDecoder) -> None:
+        self.lm = lm
+        self._ids: list[int] = []
+        self._past: np.ndarray | None = None
+        self._lock = threading.Lock()
+
+    def prefill(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Next-token log-probs after `ids` (1, V) and the cache of `ids`."""
+        with self._lock:
+            n = 0
+            limit = min(len(self._ids), len(ids) - 1)  # the last id always runs: its logits
+            while n < limit and self._ids[n] == ids[n]:
+                n += 1
+            if self._past is not None and n > 0:
+                past = np.ascontiguousarray(self._past[:, :, :, :, :n])
+                logp, present = self.lm.step(np.asarray([ids[n:]]), past)
+            else:
+                logp, present = self.lm.step(np.asarray([ids]), self.lm.empty_past(1))
+            self._ids, self._past = list(ids), present
+            return logp, present
+
+
+def _prefill(
+    lm: OnnxDecoder, ids: list[int], cache: PrefixCache | None
+) -> tuple[np.ndarray, np.ndarray]:
+    if cache is not None and cache.lm is lm:
+        return cache.prefill(ids)
+    return lm.step(np.asarray([ids]), lm.empty_past(1))
 
 
 def beam_identifiers(
@@ -103,6 +150,7 @@ def beam_identifiers(
     max_steps: int = 6,
     top: int = 10,
     cancel: CancelToken | None = None,
+    cache: PrefixCache | None = None,
 ) -> list[Candidate]:
     """Identifiers that continue `prompt` (after spelling `need`), best first.
 
@@ -110,7 +158,7 @@ def beam_identifiers(
     its mass on a piece that does not continue an identifier, and that mass is its score.
     """
     ids = _fit(prompt.ids, lm.block_size - max_steps - 1) or [lm.eot_token]
-    logp, past = lm.step(np.asarray([ids]), lm.empty_past(1))
+    logp, past = _prefill(lm, ids, cache)
     # each beam: (generated text, cumulative logp); all share the same length
     beams: list[tuple[str, float]] = [("", 0.0)]
     done: dict[str, float] = {}
@@ -165,6 +213,7 @@ def greedy_line(
     prompt: Prompt,
     max_tokens: int = 48,
     cancel: CancelToken | None = None,
+    cache: PrefixCache | None = None,
 ) -> tuple[str, float]:
     """Greedy decoding to the end of the line; returns (text after `need`, mean log-prob).
 
@@ -172,7 +221,7 @@ def greedy_line(
     starts repeating, since the repeat is what the user would not want.
     """
     ids = _fit(prompt.ids, lm.block_size - max_tokens - 1) or [lm.eot_token]
-    logp, past = lm.step(np.asarray([ids]), lm.empty_past(1))
+    logp, past = _prefill(lm, ids, cache)
     pieces: list[str] = []
     out_ids: list[int] = []
     total = 0.0

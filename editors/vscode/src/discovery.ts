@@ -81,6 +81,12 @@ export function findServer(wanted: Wanted, lookup: Lookup): Found {
   };
 }
 
+/** `fillpoint.server.command` as written in settings.json: a list, or one program as a string. */
+export function commandLine(value: unknown): string[] {
+  const parts = Array.isArray(value) ? value : typeof value === 'string' ? [value] : [];
+  return parts.filter((part): part is string => typeof part === 'string' && part.trim() !== '');
+}
+
 /** `~`, `${userHome}` and `${workspaceFolder}` expanded, as users write them in settings. */
 export function expandPath(value: string, home: string, workspaceFolder?: string): string {
   let out = value.replaceAll('${userHome}', home);
@@ -121,7 +127,8 @@ export function nodeLookup(env: NodeJS.ProcessEnv = process.env): Lookup {
     },
     hasFillpoint(python: string): boolean {
       // find_spec, not import: answers in milliseconds without loading the server's dependencies.
-      const probe = 'import importlib.util as u, sys; sys.exit(u.find_spec("fillpoint.lsp") is None)';
+      const probe =
+        'import importlib.util as u, sys; sys.exit(u.find_spec("fillpoint.lsp") is None)';
       const result = spawnSync(python, ['-c', probe], { env, timeout: 10_000, stdio: 'ignore' });
       return result.status === 0;
     },

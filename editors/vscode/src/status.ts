@@ -91,6 +91,18 @@ export class Status {
     this.update({ latencyMs: { ...this.info.latencyMs, [kind]: ms }, lastMs: ms });
   }
 
+  /** A request's result, its round trip (what the user waits for) noted unless cancelled. */
+  async timed<T>(
+    kind: 'completion' | 'inline',
+    token: vscode.CancellationToken,
+    run: () => vscode.ProviderResult<T>,
+  ): Promise<T | null | undefined> {
+    const start = performance.now();
+    const result = await run();
+    if (!token.isCancellationRequested) this.latency(kind, performance.now() - start);
+    return result;
+  }
+
   /** Apply a `fillpoint/status` notification. */
   notify(params: StatusNotification): void {
     this.update({ modelState: params.state, model: params.model, message: params.message });

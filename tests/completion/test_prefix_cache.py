@@ -1,0 +1,38 @@
+"""Reusing the last prompt's key/value cache gives the same answers as starting afresh."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from fillpoint.completion import decoding
+from fillpoint.completion.runtime import OnnxDecoder
+
+
+def test_fit_window_start_moves_in_steps() -> None:
+    ids = list(range(1000))
+    starts = {decoding._fit(ids[:n], 300)[0] for n in range(300, 360)}
+    assert starts <= {0, 64}  # 60 keystrokes, at most one jump
+    for n in (10, 300, 301, 999):
+        window = decoding._fit(ids[:n], 300)
+        assert len(window) <= 300 and window == ids[n - len(window) : n]
+        assert window[0] % decoding.WINDOW_STEP == 0 or n <= 300
+
+
+def test_prefill_matches_fresh_run(tiny_fp32_model_dir: Path) -> None:
+    # fp32: int8 dynamic quantization scales activations per call, so chunks differ slightly
+    lm = OnnxDecoder(tiny_fp32_model_dir)
+    cache = decoding.PrefixCache(lm)
+    text = "def area(width, height):\n    return width * height\n\n\nprint(area("
+    ids = lm.encode(text)
+    for cut in (len(ids) - 6, len(ids) - 3, len(ids) - 3, len(ids) - 1, len(ids)):
+        got, present = cache.prefill(ids[:cut])
+        want, _ = lm.step(np.asarray([ids[:cut]]), lm.empty_past(1))
+        np.testing.assert_allclose(got, want, atol=1e-4)
+        assert present.shape[4] == cut
+    # an edit in the middle: only the common prefix is reused
+    edited = ids[:5] + ids[7:]
+    got, _ = cache.prefill(edited)
+    want, _ = lm.step(np.asarray([edited]), lm.empty_past(1))
+    np.testing.assert_allclose(got, want, atol=1e-4)
