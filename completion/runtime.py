@@ -122,7 +122,9 @@ class OnnxDecoder:
 
     def encode(self, text: str) -> list[int]:
         """Token ids of `text` (no special tokens added)."""
-        return self.tokenizer.encode(text, add_special_tokens=False).ids
+        # A lone surrogate (an editor can send one) is not text the tokenizer accepts.
+        clean = text.encode("utf-8", "replace").decode("utf-8")
+        return self.tokenizer.encode(clean, add_special_tokens=False).ids
 
     def decode(self, ids: list[int]) -> str:
         """Text of `ids`, special tokens dropped."""
@@ -131,6 +133,15 @@ class OnnxDecoder:
     def empty_past(self, batch: int = 1) -> np.ndarray:
         """A cache holding nothing yet: (L, 2, B, H, 0, D)."""
         return np.zeros((self.n_layer, 2, batch, self.n_head, 0, self.head_dim), np.float32)
+
+    def step_all(self, ids: np.ndarray, past: np.ndarray) -> np.ndarray:
+        """Log-probs after every position of `ids` (B, T, V), for teacher-forced scoring."""
+        logits, _ = self.session.run(
+            None, {"input_ids": np.ascontiguousarray(ids, dtype=np.int64), "past": past}
+        )
+        logits = logits.astype(np.float64)
+        logits -= logits.max(axis=2, keepdims=True)
+        return logits - np.log(np.exp(logits).sum(axis=2, keepdims=True))
 
     def step(self, ids: np.ndarray, past: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Log-probs of the token after the last of `ids` (B, V), and the extended cache."""

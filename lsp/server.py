@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import threading
 import traceback
@@ -104,6 +105,29 @@ class FillpointProtocol(LanguageServerProtocol):
         _prefer_utf8(params.capabilities)
         return (yield from super().lsp_initialize(params))
 
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        """pygls' deserializer; a request it cannot read still gets an error response."""
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as exc:
+            # pygls only logs it, and the client would wait for this request forever.
+            if "id" in data and "method" in data:
+                self._send_response(data["id"], error=exc.to_response_error())
+            raise
+
+    @lsp_method(lsp.TEXT_DOCUMENT_DID_CHANGE)
+    def lsp_text_document__did_change(self, params: lsp.DidChangeTextDocumentParams) -> Any:
+        """Update pygls' workspace from a copy, then the store from the client's own ranges."""
+        # pygls clamps a range end past the line end *in place* (to one unit short of the
+        # end), which made the store apply a different edit than the client sent.
+        for change in params.content_changes:
+            try:
+                self.workspace.update_text_document(params.text_document, copy.deepcopy(change))
+            except Exception:  # pygls' copy is unused here; it must not stop the store's update
+                log.debug("pygls workspace update failed", exc_info=True)
+        if (handler := self.fm.features.get(lsp.TEXT_DOCUMENT_DID_CHANGE)) is not None:
+            yield handler, (params,), None
+
 
 def _is_python(doc: Document) -> bool:
     """A document the editor calls Python (or, with no language id, a .py/.pyi file)."""
@@ -183,6 +207,7 @@ class FillpointServer(LanguageServer):
         self.pending_problems: list[str] = []
         self.shutdown_requested = False  # decides the exit status (LSP: 1 without shutdown)
         self._load_generation = 0
+        self.load_failed = False  # the last load failed: a settings change retries it
         self._inflight: dict[tuple[str, Kind], CancelToken] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         # One inference thread: the model already uses the cores, and superseding keeps
@@ -219,7 +244,10 @@ class FillpointServer(LanguageServer):
         logging.getLogger(NAME).setLevel(options.python_log_level)
         if self.engine is not None:
             self.engine.settings = options.to_engine_settings()
-        if options.modelPath != previous.modelPath and self._load_generation > 0:
+        # A failed load is retried on any settings change, so fixing the files and saving
+        # the settings (workspace/didChangeConfiguration) recovers without a restart.
+        changed = options.modelPath != previous.modelPath or self.load_failed
+        if changed and self._load_generation > 0:
             self.start_loading()
         self.log_client(logging.INFO, f"settings applied: {options}")
         return problems
@@ -277,6 +305,7 @@ class FillpointServer(LanguageServer):
                 self.work_done_progress.end(token, lsp.WorkDoneProgressEnd())
         if generation != self._load_generation:
             return  # a newer load (or shutdown) superseded this one
+        self.load_failed = engine is None
         if engine is None:
             self.engine = None
             summary = (error or "").strip().splitlines()[-1:] or ["unknown error"]
