@@ -137,10 +137,13 @@ def _pieces(doc: Document) -> list[_Piece]:
     out: list[_Piece] = []
     for node, base, end, klass in spans:
         key = (node.type, klass is not None, end < node.end_byte, doc.source[base:end])
-        facts = _facts_by_piece.get(key)
+        # Error recovery depends on what surrounds a broken piece, so the same bytes can
+        # parse differently elsewhere: only pieces without errors are reused by their bytes.
+        facts = None if node.has_error else _facts_by_piece.get(key)
         if facts is None:
             facts = _facts(doc, node, base, end, klass)
-            _remember(_facts_by_piece, key, facts, 50_000)
+            if not node.has_error:
+                _remember(_facts_by_piece, key, facts, 50_000)
         out.append(_Piece(base, end, klass, facts))
     _remember(_documents, doc.text, out, 16)
     return out

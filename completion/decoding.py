@@ -172,7 +172,8 @@ def beam_identifiers(
                 mask = allowed_for_need(vocab, prompt.need[len(text) :])
             else:
                 cont = text[len(prompt.need) :]  # what follows the typed part
-                if WORD.fullmatch(prompt.need.lstrip() + cont):
+                ident = prompt.need.lstrip() + cont
+                if WORD.fullmatch(ident) and not ident[0].isdigit():  # a name, not a number
                     end = np.logaddexp.reduce(row[vocab.ends_word])
                     done[cont] = float(np.logaddexp(done.get(cont, -math.inf), score + end))
                 mask = vocab.is_word
@@ -197,6 +198,43 @@ def beam_identifiers(
     out = [Candidate(w, s) for w, s in done.items()]
     out.sort(key=lambda c: c.logp, reverse=True)
     return out[:top]
+
+
+def score_words(
+    lm: OnnxDecoder,
+    vocab: Vocab,
+    prompt: Prompt,
+    continuations: list[str],
+    cancel: CancelToken | None = None,
+    cache: PrefixCache | None = None,
+) -> list[Candidate]:
+    """Teacher-forced log P(need + continuation, then the identifier ends | prompt).
+
+    Scores names the beam may have missed (the file's own identifiers) with the same
+    quantity the beam computes, in one batched call over the prompt's cache.
+    """
+    seqs = [lm.encode(prompt.need + c) for c in continuations]
+    keep = [(c, s) for c, s in zip(continuations, seqs, strict=True) if s]
+    if not keep:
+        return []
+    width = max(len(s) for _, s in keep)
+    ids = _fit(prompt.ids, lm.block_size - width - 1) or [lm.eot_token]
+    first, past = _prefill(lm, ids, cache)
+    if cancel is not None:
+        cancel.check()
+    batch = np.full((len(keep), width), lm.eot_token, dtype=np.int64)
+    for row, (_, seq) in enumerate(keep):
+        batch[row, : len(seq)] = seq  # right padding: causal attention never looks at it
+    tiled = np.ascontiguousarray(np.repeat(past, len(keep), axis=2))
+    logp = lm.step_all(batch, tiled)  # (B, T, V): the piece after each position
+    out = []
+    for row, (cont, seq) in enumerate(keep):
+        score = float(first[0, seq[0]]) + sum(
+            float(logp[row, k - 1, seq[k]]) for k in range(1, len(seq))
+        )
+        end = float(np.logaddexp.reduce(logp[row, len(seq) - 1][vocab.ends_word]))
+        out.append(Candidate(cont, score + end))
+    return out
 
 
 def looping(ids: list[int], k: int = 4) -> bool:

@@ -12,6 +12,7 @@ from keyword import iskeyword
 from pathlib import Path
 
 from . import decoding
+from .bytelevel_onnx import ByteLevelDecoder
 from .context import Context, build_context
 from .documents import Document
 from .postprocess import clean_inline
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 # CodeFill's scope-aware re-ranking: a top-10 candidate declared in the visible file has its
 # probability multiplied by a weight that depends on its role and where it was declared.
+FILE_SCORED = 12  # the file's most frequent names scored by the model at each request
 RERANK = {
     "attribute": {"function": 1.625, "class": 1.250, "file": 1.125},
     "variable": {"function": 1.625, "class": 1.125, "file": 1.500},
@@ -54,7 +56,11 @@ class Engine:
         self.model_name: str = ""
         self._lm: OnnxDecoder | None = None
         self._vocab: decoding.Vocab | None = None
+        self._bytelevel: ByteLevelDecoder | None = None  # None: byte-level mode heals instead
         self._lock = threading.Lock()
+        self._bytelevel_lock = threading.Lock()  # the decoder keeps caches: one call at a time
+        self._no_bytelevel = False
+        self._caches: dict[str, decoding.PrefixCache] = {}
 
     def load(self) -> None:
         """Load (or reload) the model named by the settings; on failure set `error`, never raise."""
@@ -64,11 +70,13 @@ class Engine:
             vocab = decoding.Vocab(lm)
         except EngineError as exc:
             with self._lock:
-                self._lm, self._vocab, self.model_name = None, None, ""
+                self._lm, self._vocab, self._bytelevel, self.model_name = None, None, None, ""
                 self.error = str(exc)
             return
         with self._lock:
-            self._lm, self._vocab = lm, vocab
+            self._lm, self._vocab, self._bytelevel = lm, vocab, None
+            # one cache per request kind: completion and inline prompts differ (FIM)
+            self._caches = {k: decoding.PrefixCache(lm) for k in ("complete", "inline")}
             self.model_name, self.error = lm.info.name, None
 
     @property
@@ -83,9 +91,23 @@ class Engine:
             return self._lm, self._vocab
 
     def _mode(self) -> str:
-        # The exact byte-level search is not wired into this engine yet; healing is the
-        # closest correct behaviour for prompts that end inside a token.
+        # Byte-level mode goes through `_byte_decoder`; where that is unavailable, healing is
+        # the closest correct behaviour for prompts that end inside a token.
         return "naive" if self.settings.mid_token == "naive" else "healing"
+
+    def _byte_decoder(self) -> ByteLevelDecoder | None:
+        """The byte-level decoder when the settings ask for it and the model has one."""
+        if self.settings.mid_token != "bytelevel":
+            return None
+        with self._lock:
+            # Built on first use: it costs a few hundred ms that healing mode need not pay.
+            if self._bytelevel is None and self._lm is not None and not self._no_bytelevel:
+                try:
+                    self._bytelevel = ByteLevelDecoder(self._lm)
+                except (ValueError, EngineError) as exc:  # a tokenizer it cannot read bytes of
+                    log.warning("byte-level decoding unavailable, healing instead: %s", exc)
+                    self._no_bytelevel = True
+            return self._bytelevel
 
     def complete(
         self, doc: Document, pos: Position, cancel: CancelToken | None = None
@@ -99,8 +121,13 @@ class Engine:
         if ctx.in_string_or_comment:
             return CompletionResult()
         lm, vocab = model
-        prompt = decoding.heal(lm, ctx.prefix, self._mode())
-        found = decoding.beam_identifiers(lm, vocab, prompt, top=10, cancel=cancel)
+        if (bytelevel := self._byte_decoder()) is not None:
+            with self._bytelevel_lock:
+                exact = bytelevel.complete_identifier(ctx.prefix, k=10, cancel=cancel)
+            found = [decoding.Candidate(y, math.log(p)) for y, p in exact if p > 0]
+        else:
+            cache = self._caches.get("complete")
+            found = model_candidates(lm, vocab, ctx, self._mode(), cancel, cache)
         items = rank(found, ctx, self.settings.max_items, self.settings.file_weight)
         span = Span(ctx.partial_start, ctx.position)
         return CompletionResult(items, span, (time.perf_counter() - t0) * 1000)
@@ -117,11 +144,23 @@ class Engine:
         if ctx.in_string_or_comment:
             return InlineResult()
         lm, vocab = model
-        prompt = decoding.heal(lm, ctx.prefix, self._mode())
-        prompt = decoding.fim_prompt(lm, prompt, ctx.suffix)
-        text, mean_logp = decoding.greedy_line(
-            lm, vocab, prompt, self.settings.max_inline_tokens, cancel
-        )
+        if (bytelevel := self._byte_decoder()) is not None:
+            with self._bytelevel_lock:
+                text = bytelevel.complete_line(
+                    ctx.prefix, ctx.suffix, self.settings.max_inline_tokens, cancel
+                )
+            mean_logp = -math.inf  # the byte-level search does not score the line
+        else:
+            prompt = decoding.heal(lm, ctx.prefix, self._mode())
+            prompt = decoding.fim_prompt(lm, prompt, ctx.suffix)
+            text, mean_logp = decoding.greedy_line(
+                lm,
+                vocab,
+                prompt,
+                self.settings.max_inline_tokens,
+                cancel,
+                self._caches.get("inline"),
+            )
         text = clean_inline(ctx.line_prefix, text, ctx.line_suffix)
         if not text:
             return InlineResult(elapsed_ms=(time.perf_counter() - t0) * 1000)
@@ -141,6 +180,37 @@ def attribute_counts(text: str) -> Counter[str]:
     return Counter(ATTRIBUTE.findall(text))
 
 
+def model_candidates(
+    lm: OnnxDecoder,
+    vocab: decoding.Vocab,
+    ctx: Context,
+    mode: str,
+    cancel: CancelToken | None = None,
+    cache: decoding.PrefixCache | None = None,
+) -> list[decoding.Candidate]:
+    """The beam's identifiers plus the file's frequent names, all scored by the model.
+
+    Scoring the names the beam missed lets the mixture in `rank` compare like with like.
+    """
+    prompt = decoding.heal(lm, ctx.prefix, mode)
+    found = decoding.beam_identifiers(lm, vocab, prompt, top=10, cancel=cancel, cache=cache)
+    have = {c.continuation for c in found}
+    pool = sorted(file_pool(ctx).items(), key=lambda kv: kv[1], reverse=True)
+    missing = [n[len(ctx.partial) :] for n, _ in pool[:FILE_SCORED]]
+    missing = [m for m in missing if m not in have]
+    return found + decoding.score_words(lm, vocab, prompt, missing, cancel, cache)
+
+
+def file_pool(ctx: Context) -> dict[str, float]:
+    """The file's names that could complete the typed text, with how often the file uses them."""
+    pool = attribute_counts(ctx.prefix + ctx.suffix) if ctx.after_dot else ctx.identifiers
+    return {
+        name: float(n)
+        for name, n in pool.items()
+        if name.startswith(ctx.partial) and name != ctx.partial and not name[0].isdigit()
+    }
+
+
 def rank(
     found: list[decoding.Candidate], ctx: Context, max_items: int, file_weight: float
 ) -> list[CompletionCandidate]:
@@ -156,12 +226,7 @@ def rank(
         for c in found:
             if c.continuation:  # an empty continuation is the typed text itself
                 model[ctx.partial + c.continuation] = math.exp(c.logp - top)
-    pool = attribute_counts(ctx.prefix + ctx.suffix) if ctx.after_dot else ctx.identifiers
-    file = {
-        name: float(n)
-        for name, n in pool.items()
-        if name.startswith(ctx.partial) and name != ctx.partial
-    }
+    file = file_pool(ctx)
     m_total, f_total = sum(model.values()), sum(file.values())
     wm = (1.0 - file_weight) if file else 1.0
     wf = file_weight if model else 1.0

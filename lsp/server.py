@@ -45,6 +45,7 @@ NAME = "fillpoint"
 TRIGGER_CHARACTERS = [".", "(", "[", "{"]
 PYTHON_SUFFIXES = (".py", ".pyi")
 CLIENT_REPLY_TIMEOUT_S = 10.0  # a client that never answers must not stall model loading
+STATUS = "fillpoint/status"  # notification: model loading, ready or failed (for status bars)
 
 Kind = Literal["complete", "inline"]
 
@@ -296,6 +297,7 @@ class FillpointServer(LanguageServer):
         loading = asyncio.ensure_future(
             _in_daemon_thread(_create_and_load, self.engine_factory, settings)
         )
+        self.protocol.notify(STATUS, {"state": "loading", "message": f"loading {where}"})
         token = f"fillpoint/load/{uuid.uuid4()}"
         progress = await self._begin_progress(token, f"fillpoint: loading {where}")
         try:
@@ -315,10 +317,12 @@ class FillpointServer(LanguageServer):
                 "Completions are off; see the output log for details.",
             )
             self.log_client(logging.ERROR, f"model loading failed for {where}:\n{error}")
+            self.protocol.notify(STATUS, {"state": "error", "message": summary[0]})
             return
         engine.settings = self.options.to_engine_settings()  # options may have changed
         self.engine = engine
         self.log_client(logging.INFO, f"model {engine.model_name or where} loaded")
+        self.protocol.notify(STATUS, {"state": "ready", "model": engine.model_name or where})
 
     async def run_engine(
         self, kind: Kind, uri: str, lsp_pos: lsp.Position

@@ -29,7 +29,7 @@ from fillpoint.completion.types import EngineSettings, Position
 from .corpus import iter_split
 from .tokentypes import TYPE_ID, char_types
 
-MODES = ("healing", "naive")
+MODES = ("healing", "naive", "bytelevel")  # how the engine treats a prompt that ends mid-token
 
 
 @dataclass
@@ -265,8 +265,9 @@ def evaluate(
         lists, times = engine_lists(engine, starts)
         baselines[f"fillpoint ({mode})"] = lists
         results["latency_p50_ms"] = results.get("latency_p50_ms", {}) | {mode: _p50(times)}
-        mid_lists, _ = engine_lists(engine, mids)
+        mid_lists, mid_times = engine_lists(engine, mids)
         mid_baselines[f"fillpoint ({mode})"] = mid_lists
+        results["latency_p50_ms"][f"{mode} (mid-token)"] = _p50(mid_times)
         if mode == "healing":
             results["line"] = line_metrics(engine, lines)
     for name, lists in baselines.items():

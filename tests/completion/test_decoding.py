@@ -94,7 +94,8 @@ def ref_identifiers(lm: ToyLM, prompt: Prompt, max_steps: int) -> dict[str, floa
         logp = lm.dist(ids)
         if len(text) >= len(need):
             cont = text[len(need) :]
-            if WORD.fullmatch(need.lstrip() + cont):
+            ident = need.lstrip() + cont
+            if WORD.fullmatch(ident) and not ident[0].isdigit():  # names, not numbers
                 end = np.logaddexp.reduce(logp[ends])
                 out[cont] = float(np.logaddexp(out.get(cont, -math.inf), score + end))
         if depth == max_steps:
@@ -251,7 +252,8 @@ def test_pruned_beam_finds_a_subset_of_the_mass() -> None:
 
 def test_one_step_beam_scores_one_piece_identifiers() -> None:
     found = beam_identifiers(ToyLM(), toy_vocab(), Prompt([], ""), max_steps=1, top=100)
-    assert {c.continuation for c in found} == {"a", "b", "ab", "ba", "abc", "c", "1", "_x"}
+    # "1" is a piece too, but a number, not a name
+    assert {c.continuation for c in found} == {"a", "b", "ab", "ba", "abc", "c", "_x"}
 
 
 def test_beam_stops_when_cancelled() -> None:

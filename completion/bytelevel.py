@@ -1,0 +1,382 @@
+r"""Exact next-byte probabilities from a BPE language model (Phan et al., ICLR 2025).
+
+A prompt that ends inside a token is an encoding the model rarely saw. Instead of trusting
+that encoding, we sum over its *cover encodings*: the valid encodings (`encode(decode(c)) ==
+c`) whose last token reaches or crosses the end of the prompt x. Then `P(x) = sum P(c)` and
+`P(b | x) = P(x + b) / P(x)`.
+
+Covers are built as `encode(x[:i] + t)` for split points `i < len(x)` and tokens t that start
+with `x[i:]` (found with a trie), kept when that encoding ends with t itself: such an encoding
+is valid by construction, and every cover is one. With prefix-closed encodings this is
+DESIGN.md's `encode(x[:i]) + [t]`; the project's pre-tokenizer is not prefix-closed, since a
+whitespace run gives its last space to a following word (`[' ', '\n', 'a']` is valid, its head
+`[' ', '\n']` is not), and building the head from the whole string keeps those covers. Which
+candidates pass is decided by `bytelevel_valid.ValidityIndex` without encoding each one.
+
+Exactness: the sums are exact for any model (the tests use a toy model that only generates
+canonical encodings, against brute force). What a real model does that the sum cannot see is
+an encoding that is not valid yet but becomes valid later, such as `[..., '\n   ', ' ']`
+waiting for a word; its mass shows up one byte later, and next-byte distributions are
+normalised over what was found.
+
+Modules: this one holds the algorithm (`ByteLevel`) and ensembling; `bytelevel_base` the
+tokenizer and model interfaces, `bytelevel_valid` the validity check, `bytelevel_onnx` the
+released tokenizer and model and the engine's entry point, `bytelevel_reference` the brute
+force it is tested against.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from .bytelevel_base import (
+    END,
+    ByteTokenizer,
+    Cover,
+    CoverSet,
+    Ids,
+    Scorer,
+    State,
+    StatelessScorer,
+    TokenLM,
+    above_tail,
+    along,
+    by_first_byte,
+    lse,
+)
+from .bytelevel_valid import ValidityIndex
+
+WORD_BYTES = frozenset(b"_0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") | {
+    *range(0x80, 0x100)  # non-ASCII identifier characters, byte by byte
+}
+
+
+def _whole_chars(data: bytes) -> bool:
+    """True if `data` is UTF-8 that does not stop inside a character."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+class VocabTrie:
+    """The vocabulary sorted by bytes: the tokens that start with a given byte string form one
+    contiguous run, found by bisection (a trie flattened into an array)."""
+
+    def __init__(self, token_bytes: Sequence[bytes]) -> None:
+        pairs = sorted((b, i) for i, b in enumerate(token_bytes) if b)
+        self.keys = [b for b, _ in pairs]
+        self.ids = np.asarray([i for _, i in pairs], dtype=np.int64)
+
+    def starting_with(self, prefix: bytes) -> np.ndarray:
+        """Ids of the tokens whose bytes start with `prefix`, in byte order."""
+        lo = bisect_left(self.keys, prefix)
+        stem = prefix.rstrip(b"\xff")  # the smallest string above every extension of prefix
+        hi = (
+            len(self.keys)
+            if not stem
+            else bisect_left(self.keys, stem[:-1] + bytes([stem[-1] + 1]))
+        )
+        return self.ids[lo:hi]
+
+
+def cut_point(tok: ByteTokenizer, x: bytes, window: int = 256) -> int:
+    """Where the covers may start: the start of the second-to-last pre-token of `x`.
+
+    Only the last pre-token can still change when bytes are appended; backing off one more
+    keeps the boundary safe from regex lookahead (`\\s+(?!\\S)`). Pre-tokenization starts at a
+    line start at least `window` bytes back, so long prompts cost a short regex pass.
+    """
+    lo = x.rfind(b"\n", 0, max(0, len(x) - window)) + 1
+    starts = tok.pretoken_starts(x[lo:])
+    if lo and len(starts) < 3:
+        lo, starts = 0, tok.pretoken_starts(x)
+    return lo + starts[-2] if len(starts) >= 2 else 0
+
+
+class ByteLevel:
+    """Next-byte distributions, greedy byte search and identifier beams over a token model.
+
+    `tol` = 0 checks the validity of every candidate token; `tol` > 0 stops checking once
+    the unchecked candidates of a row hold less than `tol` of its probability (those are
+    dropped), which bounds the error and saves most checks on a peaked model.
+    """
+
+    window_step = 64  # `max_prefix` drops the oldest head tokens this many at a time
+
+    def __init__(self, tok: ByteTokenizer, lm: Scorer | TokenLM, tol: float = 0.0) -> None:
+        self.tok, self.tol = tok, tol
+        self.scorer: Scorer = lm if hasattr(lm, "rows") else StatelessScorer(lm)  # type: ignore[arg-type,assignment]
+        self.trie = VocabTrie(tok.token_bytes)
+        self.valid = ValidityIndex(tok)
+        tb = tok.token_bytes
+        self.first_byte = np.asarray([b[0] if b else -1 for b in tb], np.int64)
+        self.specials = np.asarray(sorted(i for i, b in enumerate(tb) if not b), np.int64)
+        self.ordinary = np.flatnonzero(self.first_byte >= 0)
+        self.size = np.asarray([len(b) for b in tb], np.int64)
+        self.byte_at = np.zeros((len(tb), max(self.size.max(initial=0), 1)), np.int64)
+        for i, b in enumerate(tb):
+            self.byte_at[i, : len(b)] = list(b)
+
+    def _extensions(
+        self, base: bytes, cand: np.ndarray, row: np.ndarray
+    ) -> list[tuple[Ids, np.ndarray]]:
+        """The candidates t for which encode(base + t) == head + [t], as (head, tokens)
+        groups; with `tol` > 0, the least probable candidates by `row` are dropped first."""
+        if self.tol > 0 and len(cand):
+            cand = cand[above_tail(np.exp(row[cand]), self.tol)]
+        return self.valid.extensions(base, cand)
+
+    def _rows(self, prefix: Ids, rows: dict[Ids, np.ndarray], heads: set[Ids]) -> None:
+        """Add the rows of `heads` that `rows` lacks (another model call, only when needed)."""
+        if missing := [h for h in heads if h not in rows]:
+            rows.update(self.scorer.rows(prefix, missing))
+
+    def start(
+        self, x: bytes, context: Sequence[int] = (), cut: int | None = None, max_prefix: int = 0
+    ) -> State:
+        """The covers of `x`: one batched model call after the cached prefix (two when a
+        cover's head is not the canonical encoding of its bytes, as with whitespace runs).
+        `max_prefix` > 0 keeps context + head + tail within that many tokens by dropping the
+        oldest head tokens, `window_step` at a time (never the context)."""
+        cut = cut_point(self.tok, x) if cut is None else cut
+        # the head as x pre-tokenizes it: alone, x[:cut] may end in a whitespace run that x
+        # splits (b" \n" + b"a" pre-tokenizes as b" ", b"\n", b"a")
+        whole = self.tok.encode(x)
+        ends = np.cumsum([0, *(len(self.tok.token_bytes[t]) for t in whole)])
+        k = int(np.searchsorted(ends, cut, side="right")) - 1
+        cut, head = int(ends[k]), tuple(whole[:k])  # a pre-token boundary is a token boundary
+        canon = tuple(self.tok.encode(x[cut:]))
+        if max_prefix and (over := len(context) + len(head) + len(canon) - max_prefix) > 0:
+            # drop whole steps, so that the head's start (and the KV cached for it, whose
+            # positions are absolute) stays put while the user types
+            head = head[min(-(-over // self.window_step) * self.window_step, len(head)) :]
+        prefix = (*context, *head)
+        bases = {i: tuple(self.tok.encode(x[cut:i])) for i in range(cut, len(x))}
+        rows = dict(self.scorer.rows(prefix, [*set(bases.values()), canon]))
+        found = [  # (head, split point, last tokens)
+            (h, i, ts)
+            for i, base in bases.items()
+            for h, ts in self._extensions(x[cut:i], self.trie.starting_with(x[i:]), rows[base])
+        ]
+        self._rows(prefix, rows, {h for h, _, _ in found})
+        cs = CoverSet.of([(h, i, ts, along(rows, h) + rows[h][ts]) for h, i, ts in found])
+        return State(x, cut, prefix, cs, canon, along(rows, canon), rows[canon])
+
+    def next_distributions(self, states: Sequence[State]) -> list[np.ndarray]:
+        """(257,) next-byte distributions (END last); one batched model call for the states
+        that lack their row. Renormalised over the continuations found: for a model that only
+        generates valid encodings the normaliser equals P(data) and is a no-op."""
+        need = [s for s in states if s.row is None]
+        for prefix in {s.prefix for s in need}:
+            group = [s for s in need if s.prefix == prefix]
+            rows = self.scorer.rows(prefix, [s.canon for s in group])
+            for s in group:
+                s.row, s.canon_logq = rows[s.canon], along(rows, s.canon)
+        for s in states:
+            if s.dist is None:
+                self._distribution(s)
+        return [s.dist for s in states]  # type: ignore[misc]
+
+    def _crossing(self, s: State) -> tuple[np.ndarray, np.ndarray]:
+        """Which covers cross the end of data (their next byte is known), and that byte."""
+        off = len(s.data) - s.cs.start
+        cross = self.size[s.cs.last] > off
+        return cross, self.byte_at[s.cs.last[cross], off[cross]]
+
+    def _distribution(self, s: State) -> None:
+        """Fill in s.ext, s.dist and s.log_mass from the covers and the row after canon."""
+        assert s.row is not None and s.canon_logq is not None
+        cross, nxt = self._crossing(s)
+        # covers of data + b whose last token starts right after data
+        groups = self._extensions(s.data[s.cut :], self.ordinary, s.row)
+        rows = {s.canon: s.row}
+        self._rows(s.prefix, rows, {h for h, _ in groups})
+        head_logq = {h: s.canon_logq if h == s.canon else along(rows, h) for h, _ in groups}
+        s.ext = CoverSet.of([(h, len(s.data), ts, head_logq[h] + rows[h][ts]) for h, ts in groups])
+        first = np.concatenate([nxt, self.first_byte[s.ext.last]])
+        logm = by_first_byte(first, np.concatenate([s.cs.logq[cross], s.ext.logq]))
+        logm[END] = s.canon_logq + lse(s.row[self.specials])  # the text is exactly data
+        s.log_mass = lse(logm)
+        s.dist = np.exp(logm - s.log_mass) if np.isfinite(s.log_mass) else np.zeros(END + 1)
+
+    def advance(self, s: State, b: int) -> State:
+        """The state after byte `b`: the covers that continue with b, and the new covers whose
+        last token starts with b. Its row costs one model call, made by next_distributions."""
+        if s.ext is None:
+            self.next_distributions([s])
+        assert s.ext is not None
+        cross, nxt = self._crossing(s)
+        keep = np.zeros(len(s.cs), bool)
+        keep[np.flatnonzero(cross)[nxt == b]] = True
+        cs = s.cs.subset(keep) + s.ext.subset(self.first_byte[s.ext.last] == b)
+        x = s.data + bytes([b])
+        return State(x, s.cut, s.prefix, cs, tuple(self.tok.encode(x[s.cut :])))
+
+    def prob_of_prefix(
+        self, x: bytes, context: Sequence[int] = (), cut: int | None = None
+    ) -> float:
+        """P(the text after `context` starts with x) = P(head) * sum over covers of P(cover)."""
+        s = self.start(x, context, cut)
+        head = s.prefix[len(context) :]
+        rows = self.scorer.rows(tuple(context), [head])
+        return math.exp(along(rows, head) + s.logq)
+
+    def next_byte_distribution(
+        self, x: bytes, context: Sequence[int] = (), cut: int | None = None
+    ) -> np.ndarray:
+        """(257,) P(next byte | x); index 256 (END) is the mass of special tokens after x."""
+        return self.next_distributions([self.start(x, context, cut)])[0]
+
+    def covers(self, x: bytes, cut: int | None = None) -> list[Ids]:
+        """The cover encodings of x, as whole id sequences (head included)."""
+        s = self.start(x, (), cut)
+        return [(*s.prefix, *c.ids) for c in s.covers]
+
+    def _collapsed(self, s: State, eps: float) -> Cover | None:
+        """The cover holding at least 1 - eps of the mass, if any: the boundary is healed."""
+        if not len(s.cs):
+            return None
+        top = s.cs.cover(int(np.argmax(s.cs.logq)))
+        return top if eps >= 1.0 or top.logq >= s.logq + math.log1p(-eps) else None
+
+    def complete_bytes(
+        self,
+        prompt: bytes,
+        stop: Callable[[bytes], bool],
+        max_bytes: int = 256,
+        context: Sequence[int] = (),
+        eps: float = 1e-3,
+        max_byte_steps: int = 16,
+        max_tokens: int = 64,
+        max_prefix: int = 0,
+        check: Callable[[], None] | None = None,
+    ) -> bytes:
+        """Greedy continuation of `prompt`: byte by byte over exact next-byte distributions
+        until one cover holds 1 - eps of the mass (or after `max_byte_steps` bytes), then
+        token by token from that cover. `eps` = 0 never leaves byte mode. Stops at END,
+        when `stop(output)` is true, or at `max_bytes`; `check()` runs before every step
+        (a cancellation hook that raises)."""
+        s, out = self.start(prompt, context, max_prefix=max_prefix), b""
+        while len(out) < max_bytes:
+            if check is not None:
+                check()
+            top = self._collapsed(s, eps if len(out) < max_byte_steps else 1.0) if eps > 0 else None
+            if top is not None:
+                return self._token_mode(s, top, out, stop, max_bytes, max_tokens, check)
+            d = self.next_distributions([s])[0]
+            b = int(np.argmax(d))
+            if d[b] <= 0 or b == END:
+                break
+            out += bytes([b])
+            if stop(out):
+                break
+            s = self.advance(s, b)
+        return out
+
+    def _token_mode(
+        self,
+        s: State,
+        c: Cover,
+        out: bytes,
+        stop: Callable[[bytes], bool],
+        max_bytes: int,
+        max_tokens: int,
+        check: Callable[[], None] | None,
+    ) -> bytes:
+        out += self.tok.token_bytes[c.ids[-1]][len(s.data) - c.start :]
+        if stop(out) or len(out) >= max_bytes:
+            return out[:max_bytes]
+        stream = self.scorer.stream(s.prefix, c.ids)
+        for _ in range(max_tokens):
+            if check is not None:
+                check()
+            t = int(np.argmax(stream.row))
+            if not self.tok.token_bytes[t] or not np.isfinite(stream.row[t]):
+                break
+            out += self.tok.token_bytes[t]
+            if stop(out) or len(out) >= max_bytes or stream.room <= 0:
+                break
+            stream.push(t)
+        return out[:max_bytes]
+
+    def complete_identifier(
+        self,
+        prefix: bytes,
+        k: int = 10,
+        context: Sequence[int] = (),
+        beam: int = 8,
+        max_bytes: int = 32,
+        max_prefix: int = 0,
+        check: Callable[[], None] | None = None,
+    ) -> list[tuple[bytes, float]]:
+        """The k most probable continuations y of the identifier at the end of `prefix`, with
+        P(y, then a non-identifier byte or END | prefix): a byte-level beam search, one
+        batched model call per byte. y = b"" (the identifier is complete) is included when
+        `prefix` ends with an identifier byte."""
+        beams = [(b"", 0.0, self.start(prefix, context, max_prefix=max_prefix))]
+        in_word = bool(prefix) and prefix[-1] in WORD_BYTES
+        word_bytes = np.asarray([b in WORD_BYTES for b in range(END + 1)])
+        done: dict[bytes, float] = {}
+        for _ in range(max_bytes + 1):
+            if check is not None:
+                check()
+            expansions = []
+            for (y, lp, s), d in zip(
+                beams, self.next_distributions([b[2] for b in beams]), strict=True
+            ):
+                word = word_bytes.copy()
+                if not y and not in_word:
+                    word[ord("0") : ord("9") + 1] = False  # identifiers do not start with a digit
+                elif (end := d[~word].sum()) > 0 and _whole_chars(y):
+                    done[y] = lp + math.log(end)
+                live = np.flatnonzero(word & (d > 0))
+                live = live[np.argsort(-d[live], kind="stable")[:beam]]  # at most `beam` survive
+                expansions += [(lp + math.log(d[b]), y + bytes([b]), s, int(b)) for b in live]
+            expansions.sort(key=lambda e: e[0], reverse=True)
+            kth = sorted(done.values(), reverse=True)[k - 1] if len(done) >= k else -math.inf
+            expansions = [e for e in expansions[:beam] if e[0] > kth]  # extensions only lose mass
+            if not expansions:
+                break
+            beams = [(y, lp, self.advance(s, b)) for lp, y, s, b in expansions]
+        best = sorted(done.items(), key=lambda kv: kv[1], reverse=True)[:k]
+        return [(y, math.exp(lp)) for y, lp in best]
+
+
+def ensemble_next_byte(
+    dists: Sequence[np.ndarray], weights: Sequence[float] | None = None
+) -> np.ndarray:
+    """Weighted average of next-byte distributions from models with different vocabularies."""
+    w = np.ones(len(dists)) if weights is None else np.asarray(weights, np.float64)
+    return np.tensordot(w / w.sum(), np.stack(dists), axes=1)
+
+
+def ensemble_complete_bytes(
+    models: Sequence[tuple[ByteLevel, Sequence[int]]],
+    prompt: bytes,
+    stop: Callable[[bytes], bool],
+    max_bytes: int = 64,
+    weights: Sequence[float] | None = None,
+) -> bytes:
+    """Greedy bytes from averaged next-byte distributions of (model, context) pairs; stays in
+    byte mode throughout, since the models share no token boundary to hand over to."""
+    states = [bl.start(prompt, ctx) for bl, ctx in models]
+    out = b""
+    while len(out) < max_bytes:
+        d = ensemble_next_byte(
+            [bl.next_distributions([s])[0] for (bl, _), s in zip(models, states, strict=True)],
+            weights,
+        )
+        b = int(np.argmax(d))
+        if b == END or d[b] <= 0:
+            break
+        out += bytes([b])
+        if stop(out):
+            break
+        states = [bl.advance(s, b) for (bl, _), s in zip(models, states, strict=True)]
+    return out

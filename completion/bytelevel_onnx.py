@@ -1,0 +1,328 @@
+"""The byte-level algorithm on the released model: its `tokenizers` BPE on bytes, a batched and
+KV-cached scorer over onnxruntime, and the engine's entry point (`ByteLevelDecoder`)."""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from itertools import accumulate
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from .bytelevel import ByteLevel
+from .bytelevel_base import ByteTokenizer, Ids, TokenStream, log_softmax
+from .bytelevel_valid import PROJECT_PATTERN, project_classes
+from .runtime import OnnxDecoder, byte_decoder
+from .types import CancelToken, EngineError
+
+
+def _utf8_len(codepoint: int) -> int:
+    """Bytes in the UTF-8 form of a code point."""
+    return 1 if codepoint < 0x80 else 2 if codepoint < 0x800 else 3 if codepoint < 0x10000 else 4
+
+
+def _spec(tokenizer: Tokenizer) -> dict:
+    """The tokenizer's JSON description."""
+    return json.loads(tokenizer.to_str())
+
+
+def _project_pretokenizer(spec: dict) -> bool:
+    """True if the pre-tokenizer is training/tokenizer.py's: the regex, then bytes to chars."""
+    pre = spec.get("pre_tokenizer") or {}
+    steps = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
+    split = {"type": "Split", "pattern": {"Regex": PROJECT_PATTERN}, "behavior": "Isolated"}
+    return (
+        len(steps) == 2
+        and all(steps[0].get(k) == v for k, v in split.items())
+        and not steps[0].get("invert")
+        and steps[1].get("type") == "ByteLevel"
+        and steps[1].get("use_regex") is False
+    )
+
+
+class HFByteTokenizer(ByteTokenizer):
+    """A `tokenizers` byte-level BPE on bytes, including bytes that are not valid UTF-8.
+
+    Valid UTF-8 goes through `tokenizers` directly. An incomplete character (a byte-mode state
+    such as b"caf\\xc3") is pre-tokenized as if it were a letter, then each pre-token is BPE'd
+    by the model itself, so a word keeps growing through a multi-byte character.
+    """
+
+    PLACEHOLDER = "\u0100"  # a letter (\\p{L}) standing for each byte that is not UTF-8
+
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        token_bytes: list[bytes] | None = None,
+        special_ids: Iterable[int] | None = None,
+    ) -> None:
+        if tokenizer.normalizer is not None:
+            raise ValueError("byte-level decoding needs a tokenizer without a normalizer")
+        self.hf = tokenizer
+        if special_ids is None:
+            special_ids = {i for i, t in tokenizer.get_added_tokens_decoder().items() if t.special}
+        self.special_ids = frozenset(special_ids)
+        if token_bytes is None:
+            dec = byte_decoder()
+            token_bytes = [
+                b"" if i in self.special_ids else bytes(dec[c] for c in tokenizer.id_to_token(i))
+                for i in range(tokenizer.get_vocab_size())
+            ]
+        self.token_bytes = token_bytes
+        self._visible = {b: c for c, b in byte_decoder().items()}
+        self._placeholders = {0xDC80 + b: self.PLACEHOLDER for b in range(128)}
+
+    def encode(self, data: bytes | str) -> list[int]:
+        """Canonical encoding; bytes that are not UTF-8 take the slow path."""
+        if isinstance(data, bytes):
+            try:
+                data = data.decode("utf-8")
+            except UnicodeDecodeError:
+                return self._encode_slow(data)
+        return self.hf.encode(data, add_special_tokens=False).ids
+
+    def encode_batch(self, items: Sequence[bytes]) -> list[list[int]]:
+        """Batch `encode`: one `tokenizers` call for every item that is valid UTF-8."""
+        out: list[list[int] | None] = [None] * len(items)
+        texts, where = [], []
+        for k, x in enumerate(items):
+            try:
+                texts.append(x.decode("utf-8"))
+                where.append(k)
+            except UnicodeDecodeError:
+                out[k] = self._encode_slow(x)
+        for k, enc in zip(
+            where, self.hf.encode_batch(texts, add_special_tokens=False), strict=True
+        ):
+            out[k] = enc.ids
+        return out  # type: ignore[return-value]
+
+    def _pretokens(self, data: bytes) -> list[tuple[int, int]]:
+        text = data.decode("utf-8", errors="surrogateescape")  # bad bytes -> U+DC80..U+DCFF
+        size = [1 if o < 0x80 or 0xDC80 <= o <= 0xDCFF else _utf8_len(o) for o in map(ord, text)]
+        offsets = [0, *accumulate(size)]  # char index -> byte offset
+        pieces = self.hf.pre_tokenizer.pre_tokenize_str(text.translate(self._placeholders))
+        return [(offsets[a], offsets[b]) for _, (a, b) in pieces]
+
+    def bpe(self, piece: bytes) -> list[int]:
+        """The model's BPE of one pre-token, on its visible (byte-level) characters."""
+        return [tk.id for tk in self.hf.model.tokenize("".join(self._visible[c] for c in piece))]
+
+    def _encode_slow(self, data: bytes) -> list[int]:
+        return [i for a, b in self._pretokens(data) for i in self.bpe(data[a:b])]
+
+    def pretoken_starts(self, data: bytes) -> list[int]:
+        """Byte offsets where the pre-tokens of `data` start."""
+        return [a for a, _ in self._pretokens(data)]
+
+    def merges(self) -> list[tuple[int, int, int]] | None:
+        """The BPE merges by rank as ids; None for a BPE with options that change merging."""
+        model = _spec(self.hf).get("model", {})
+        plain = {"dropout": None, "continuing_subword_prefix": None, "end_of_word_suffix": None}
+        if model.get("type") != "BPE" or model.get("ignore_merges") or model.get("byte_fallback"):
+            return None
+        if any(model.get(k) != v for k, v in plain.items()):
+            return None
+        vocab = model["vocab"]
+        pairs = [m.split(" ", 1) if isinstance(m, str) else m for m in model["merges"]]
+        try:
+            return [(vocab[x], vocab[y], vocab[x + y]) for x, y in pairs]
+        except KeyError:  # a merge whose parts or result are not in the vocabulary
+            return None
+
+    def added_texts(self) -> list[bytes]:
+        """The added tokens' texts: `tokenizers` matches them in raw text first."""
+        return [t.content.encode() for t in self.hf.get_added_tokens_decoder().values()]
+
+    def char_classes(self) -> Callable[[str], str | None] | None:
+        """The project pre-tokenizer's character classes, if this is that pre-tokenizer."""
+        return project_classes if _project_pretokenizer(_spec(self.hf)) else None
+
+
+class _OnnxStream:
+    def __init__(self, lm: OnnxDecoder, past: np.ndarray, row: np.ndarray, room: int) -> None:
+        self.lm, self.past, self.row, self.room = lm, past, row, room
+
+    def push(self, token: int) -> None:
+        logits, self.past = self.lm.session.run(
+            None, {"input_ids": np.asarray([[token]], np.int64), "past": self.past}
+        )
+        self.row, self.room = log_softmax(logits[0, -1]), self.room - 1
+
+
+def _shared_start(tails: Sequence[Ids]) -> Ids:
+    """The longest common start of `tails`, leaving each at least one token of its own."""
+    n = min(len(t) for t in tails) - 1
+    for k in range(n):
+        if any(t[k] != tails[0][k] for t in tails):
+            return tails[0][:k]
+    return tails[0][: max(n, 0)]
+
+
+class OnnxScorer:
+    """A `Scorer` over `OnnxDecoder`: the prefix's KV cache is computed once and kept (LRU);
+    all tails are scored in one batched call from it, right-padded (the model is causal, so
+    padding after a tail does not change its rows). The KV of the tails' shared start is kept
+    too: a beam's tails grow a byte at a time, so each call runs only their new tokens."""
+
+    def __init__(
+        self,
+        lm: OnnxDecoder,
+        max_batch: int = 16,
+        cached_prefixes: int = 4,
+        max_rows: int = 256,
+        shared_starts: int = 2,
+    ) -> None:
+        self.lm, self.max_batch, self.cached = lm, max_batch, cached_prefixes
+        self.max_rows, self.shared_starts = max_rows, shared_starts
+        # prefix -> (rows keyed by tail, KV caches keyed by tail: () is the prefix's own)
+        self._cache: OrderedDict[Ids, tuple[dict[Ids, np.ndarray], dict[Ids, np.ndarray]]]
+        self._cache = OrderedDict()
+        self.calls = 0  # model calls made, for latency accounting
+
+    def _run(self, ids: np.ndarray, past: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if past.shape[4] + ids.shape[1] > self.lm.block_size:
+            raise EngineError("byte-level prompt does not fit the model's context")
+        self.calls += 1
+        feeds = {"input_ids": np.ascontiguousarray(ids, np.int64), "past": past}
+        logits, present = self.lm.session.run(None, feeds)
+        return logits, present
+
+    def _entry(self, prefix: Ids) -> tuple[dict[Ids, np.ndarray], dict[Ids, np.ndarray]]:
+        """The rows and KV caches after `prefix`; a new prefix runs only the tokens after its
+        longest common start with a kept one (the next keystroke's prompt mostly is the last
+        one's)."""
+        if prefix in self._cache:
+            self._cache.move_to_end(prefix)
+            return self._cache[prefix]
+        if not prefix:
+            raise EngineError("the ONNX decoder needs at least one context token")
+        n, past = 0, self.lm.empty_past(1)
+        for old, (_, kv) in self._cache.items():
+            k = next((i for i, (a, b) in enumerate(zip(old, prefix, strict=False)) if a != b), None)
+            k = min(len(old), len(prefix)) if k is None else k
+            if min(k, len(prefix) - 1) > n:  # the last token always runs: its row is needed
+                n = min(k, len(prefix) - 1)
+                past = np.ascontiguousarray(kv[()][:, :, :, :, :n])
+        logits, past = self._run(np.asarray([prefix[n:]]), past)
+        entry = self._cache[prefix] = ({(): log_softmax(logits[0, -1])}, {(): past})
+        while len(self._cache) > self.cached:
+            self._cache.popitem(last=False)
+        return entry
+
+    def _keep(self, kv: dict[Ids, np.ndarray], tail: Ids, past: np.ndarray) -> None:
+        """Keep the KV after prefix + tail, dropping the oldest kept one (never the prefix's)."""
+        kv[tail] = past
+        while len(kv) > self.shared_starts + 1:
+            del kv[next(k for k in kv if k)]
+
+    def _run_tails(
+        self, rows: dict[Ids, np.ndarray], kv: dict[Ids, np.ndarray], chunk: list[Ids], start: Ids
+    ) -> np.ndarray:
+        """Run the tails after `start` (right-padded), store their new rows, and return the
+        KV after the longest."""
+        ids = np.zeros((len(chunk), max(len(t) for t in chunk) - len(start)), np.int64)
+        for b, tail in enumerate(chunk):
+            ids[b, : len(tail) - len(start)] = tail[len(start) :]
+        logits, present = self._run(ids, np.repeat(kv[start], len(chunk), axis=2))  # (B, T, V)
+        for b, tail in enumerate(chunk):
+            for k in range(len(start) + 1, len(tail) + 1):
+                if tail[:k] not in rows:  # most prefixes of a tail are known already
+                    rows[tail[:k]] = log_softmax(logits[b, k - len(start) - 1])
+        return present
+
+    def rows(self, prefix: Ids, tails: Sequence[Ids]) -> dict[Ids, np.ndarray]:
+        """Rows after `prefix + tail[:k]`: one model call per `max_batch` maximal tails, from
+        the KV of their shared start (one more call when several tails share a new start)."""
+        rows, kv = self._entry(prefix)
+        if len(rows) > self.max_rows:  # rows are V floats each: keep the cache bounded
+            first = rows[()]
+            rows.clear()
+            rows[()] = first
+        todo = {t for t in tails if t not in rows}
+        todo = sorted(t for t in todo if not any(o[: len(t)] == t and o != t for o in todo))
+        for j in range(0, len(todo), self.max_batch):
+            chunk = todo[j : j + self.max_batch]
+            shared = _shared_start(chunk)
+            start = max((k for k in kv if shared[: len(k)] == k), key=len)  # deepest kept
+            if len(chunk) > 1 and start != shared:
+                self._keep(kv, shared, self._run_tails(rows, kv, [shared], start))
+                start = shared
+            present = self._run_tails(rows, kv, chunk, start)
+            if len(chunk) == 1:  # unpadded: the next, longer tail starts from here
+                self._keep(kv, chunk[0], present)
+        return rows
+
+    def stream(self, prefix: Ids, ids: Ids) -> TokenStream:
+        """Incremental decoding from the cached prefix."""
+        rows, kv = self._entry(prefix)
+        row, past = rows[()], kv[()]
+        if ids:
+            logits, past = self._run(np.asarray([ids]), past)
+            row = log_softmax(logits[0, -1])
+        return _OnnxStream(self.lm, past, row, self.lm.block_size - len(prefix) - len(ids))
+
+
+class ByteLevelDecoder:
+    """The released decoder with exact byte-level prompt boundaries (the engine's entry point).
+
+    Prompts use suffix-prefix-middle FIM when there is a suffix, so that the typed prefix and
+    the generated middle are contiguous tokens, as the covers require. Keeps caches (prefix KV,
+    rows, encodings): use one instance per worker thread, or call it under a lock.
+    """
+
+    def __init__(self, lm: OnnxDecoder, tol: float = 1e-6, eps: float = 1e-3) -> None:
+        self.lm, self.eps = lm, eps
+        self.tok = HFByteTokenizer(lm.tokenizer, lm.token_bytes, lm.special_ids)
+        self.scorer = OnnxScorer(lm)
+        self.bytelevel = ByteLevel(self.tok, self.scorer, tol=tol)
+
+    def _context(self, suffix: str | None) -> Ids:
+        if suffix is None or not suffix.strip():
+            return (self.lm.eot_token,)
+        fp, fs, fm = self.lm.fim_ids
+        return (fp, fs, *self.lm.encode(suffix)[: min(64, self.lm.block_size // 4)], fm)
+
+    def complete_identifier(
+        self,
+        prefix: str,
+        k: int = 10,
+        suffix: str | None = None,
+        cancel: CancelToken | None = None,
+    ) -> list[tuple[str, float]]:
+        """Continuations of the identifier before the cursor, with their probabilities."""
+        ctx, max_bytes = self._context(suffix), 32
+        room = self.lm.block_size - max_bytes - 1  # the beam adds at most a token per byte
+        found = self.bytelevel.complete_identifier(
+            prefix.encode(),
+            k,
+            ctx,
+            max_bytes=max_bytes,
+            max_prefix=room,
+            check=cancel.check if cancel is not None else None,
+        )
+        return [(y.decode("utf-8"), p) for y, p in found]
+
+    def complete_line(
+        self,
+        prefix: str,
+        suffix: str | None = None,
+        max_tokens: int = 48,
+        cancel: CancelToken | None = None,
+    ) -> str:
+        """Greedy completion of the rest of the line at the end of `prefix`."""
+        ctx = self._context(suffix)
+        room = self.lm.block_size - max_tokens - 16 - 1  # 16 bytes at most in byte mode
+        out = self.bytelevel.complete_bytes(
+            prefix.encode(),
+            stop=lambda b: b"\n" in b,
+            max_bytes=8 * max_tokens,
+            context=ctx,
+            eps=self.eps,
+            max_tokens=max_tokens,
+            max_prefix=room,
+            check=cancel.check if cancel is not None else None,
+        )
+        return out.split(b"\n", 1)[0].decode("utf-8", errors="ignore")
