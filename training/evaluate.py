@@ -27,6 +27,7 @@ from fillpoint.completion.engine import Engine
 from fillpoint.completion.types import EngineSettings, Position
 
 from .corpus import iter_split
+from .token_accuracy import token_accuracy
 from .tokentypes import TYPE_ID, char_types
 
 MODES = ("healing", "naive", "bytelevel")  # how the engine treats a prompt that ends mid-token
@@ -270,6 +271,7 @@ def evaluate(
         results["latency_p50_ms"][f"{mode} (mid-token)"] = _p50(mid_times)
         if mode == "healing":
             results["line"] = line_metrics(engine, lines)
+    results["token_accuracy"] = token_accuracy(model, corpus, n_files=30, seed=seed)
     for name, lists in baselines.items():
         results["identifier_starts"][name] = rank_metrics(lists, truths)
         results["cardinal_points"][name] = rank_metrics(
@@ -304,6 +306,15 @@ def to_markdown(results: dict) -> str:
         out.append(
             f"exact match {100 * line['exact']:.1f}%, edit similarity "
             f"{line['edit_sim']:.1f}, n = {line['n']}, p50 {line['p50_ms']:.0f} ms"
+        )
+        out.append("")
+    acc = results.get("token_accuracy")
+    if acc:
+        out += ["### token-level accuracy (teacher-forced, CodeXGLUE rules)", ""]
+        out.append(
+            f"all lexical tokens {100 * acc['accuracy']:.1f}%, identifiers "
+            f"{100 * acc['identifier_accuracy']:.1f}% "
+            f"({acc['tokens']} tokens, {acc['files']} files)"
         )
         out.append("")
     lat = results.get("latency_p50_ms", {})
