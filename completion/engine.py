@@ -17,6 +17,7 @@ from .context import Context, build_context
 from .documents import Document
 from .postprocess import clean_inline
 from .runtime import OnnxDecoder
+from .typed_through import TypedThrough
 from .types import (
     CancelToken,
     CompletionCandidate,
@@ -61,6 +62,7 @@ class Engine:
         self._bytelevel_lock = threading.Lock()  # the decoder keeps caches: one call at a time
         self._no_bytelevel = False
         self._caches: dict[str, decoding.PrefixCache] = {}
+        self._typed = TypedThrough()
 
     def load(self) -> None:
         """Load (or reload) the model named by the settings; on failure set `error`, never raise."""
@@ -77,6 +79,7 @@ class Engine:
             self._lm, self._vocab, self._bytelevel = lm, vocab, None
             # one cache per request kind: completion and inline prompts differ (FIM)
             self._caches = {k: decoding.PrefixCache(lm) for k in ("complete", "inline")}
+            self._typed = TypedThrough()  # answers of the previous model are not reused
             self.model_name, self.error = lm.info.name, None
 
     @property
@@ -120,6 +123,11 @@ class Engine:
         ctx = build_context(doc, pos)
         if ctx.in_string_or_comment:
             return CompletionResult()
+        span = Span(ctx.partial_start, ctx.position)
+        head = doc.text[: ctx.offset - len(ctx.partial)]
+        reused = self._typed.list_for(doc.uri, head, ctx.partial)
+        if reused is not None:
+            return CompletionResult(reused, span, (time.perf_counter() - t0) * 1000)
         lm, vocab = model
         if (bytelevel := self._byte_decoder()) is not None:
             with self._bytelevel_lock:
@@ -129,7 +137,7 @@ class Engine:
             cache = self._caches.get("complete")
             found = model_candidates(lm, vocab, ctx, self._mode(), cancel, cache)
         items = rank(found, ctx, self.settings.max_items, self.settings.file_weight)
-        span = Span(ctx.partial_start, ctx.position)
+        self._typed.remember_list(doc.uri, head, ctx.partial, items)
         return CompletionResult(items, span, (time.perf_counter() - t0) * 1000)
 
     def inline(
@@ -143,6 +151,11 @@ class Engine:
         ctx = build_context(doc, pos)
         if ctx.in_string_or_comment:
             return InlineResult()
+        before = doc.text[: ctx.offset]
+        reused = self._typed.ghost_for(doc.uri, before)
+        if reused is not None:
+            span = Span(ctx.position, ctx.position)
+            return InlineResult(reused, span, 0.0, (time.perf_counter() - t0) * 1000)
         lm, vocab = model
         if (bytelevel := self._byte_decoder()) is not None:
             with self._bytelevel_lock:
@@ -162,6 +175,7 @@ class Engine:
                 self._caches.get("inline"),
             )
         text = clean_inline(ctx.line_prefix, text, ctx.line_suffix)
+        self._typed.remember_ghost(doc.uri, before, text)
         if not text:
             return InlineResult(elapsed_ms=(time.perf_counter() - t0) * 1000)
         return InlineResult(

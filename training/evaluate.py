@@ -195,8 +195,8 @@ def rank_metrics(ranked_lists: list[list[str]], truths: list[str]) -> dict:
 def engine_lists(engine: Engine, samples: list[IdentSample]) -> tuple[list[list[str]], list[float]]:
     """The engine's ranked lists (and latencies, ms) at each sample."""
     lists, times = [], []
-    for s in tqdm(samples, desc=f"engine ({engine.settings.mid_token})", leave=False):
-        doc = Document("file:///eval.py", s.prefix)
+    for i, s in enumerate(tqdm(samples, desc=f"engine ({engine.settings.mid_token})", leave=False)):
+        doc = Document(f"file:///eval/{i}.py", s.prefix)  # own uri: no typed-through reuse
         lines = s.prefix.split("\n")
         pos = Position(len(lines) - 1, len(lines[-1].encode("utf-16-le")) // 2)
         t0 = time.perf_counter()
@@ -209,8 +209,8 @@ def engine_lists(engine: Engine, samples: list[IdentSample]) -> tuple[list[list[
 def line_metrics(engine: Engine, samples: list[LineSample]) -> dict:
     """Exact match and edit similarity (difflib ratio x 100, as CodeXGLUE's fuzz.ratio)."""
     exact, sim, times = 0, 0.0, []
-    for s in tqdm(samples, desc="lines", leave=False):
-        doc = Document("file:///eval.py", s.prefix)
+    for i, s in enumerate(tqdm(samples, desc="lines", leave=False)):
+        doc = Document(f"file:///eval/{i}.py", s.prefix)  # own uri: no typed-through reuse
         lines = s.prefix.split("\n")
         pos = Position(len(lines) - 1, len(lines[-1].encode("utf-16-le")) // 2)
         t0 = time.perf_counter()
