@@ -92,4 +92,4 @@ class EngineSettings:
     inline: bool = True
     mid_token: MidTokenMode = "healing"
     max_inline_tokens: int = 48
-    file_weight: float = 0.3  # share of the file's identifier frequencies in the ranking
+    file_weight: float = 0.6  # share of the file's identifier frequencies (tuned on valid)

@@ -30,6 +30,7 @@ DEFAULT_HOST = "127.0.0.1"  # loopback: the server has no authentication
 FORWARDED = {
     "train": ("fillpoint.training.cli", "train and export models"),
     "bench": ("fillpoint.training.bench", "benchmark models"),
+    "research": ("fillpoint.training.research.cli", "tokenization studies"),
 }
 
 

@@ -1,0 +1,1 @@
+"""Tokenization studies: `fillpoint research ...` writes markdown reports under docs/research/."""
