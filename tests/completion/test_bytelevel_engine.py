@@ -44,7 +44,7 @@ def engine(tiny_model_dir: Path) -> Engine:
 @pytest.fixture
 def calls(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     """Records the byte-level decoder's calls: (method, prefix)."""
-    decoder = engine._bytelevel
+    decoder = engine._byte_decoder()  # built on first use
     assert isinstance(decoder, ByteLevelDecoder)  # byte-level, not the healing fallback
     seen: list[tuple[str, str]] = []
     for name in ("complete_identifier", "complete_line"):
@@ -100,7 +100,7 @@ def test_items_extend_the_typed_partial_and_replace_exactly_it(
 def test_model_items_are_the_decoders_continuations(engine: Engine) -> None:
     doc, pos = at_end(SOURCE + "        self.it")
     items = [i for i in engine.complete(doc, pos).items if i.source == "pycoder"]
-    decoder = engine._bytelevel
+    decoder = engine._byte_decoder()
     assert decoder is not None
     found = dict(decoder.complete_identifier(SOURCE + "        self.it", k=10))
     assert items

@@ -25,6 +25,17 @@ def _rss_kib(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
+def _thread_names(pid: int) -> list[str]:
+    """Names of a process's threads (for the failure message)."""
+    names = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            names.append(Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip())
+        except OSError:  # the thread ended while listing
+            continue
+    return sorted(names)
+
+
 def _resources(pid: int) -> tuple[int, int, int]:
     """(RSS KiB, threads, open fds) of a process."""
     return _rss_kib(pid), len(os.listdir(f"/proc/{pid}/task")), len(os.listdir(f"/proc/{pid}/fd"))
@@ -45,6 +56,7 @@ def test_soak(small_model_dir: Path) -> None:
         for n in range(REQUESTS):
             if n == int(REQUESTS * WARMUP):
                 baseline = _resources(server.pid)
+                names0 = _thread_names(server.pid)
             uri = uris[n % DOCS]
             line = texts[uri].count("\n")
             col = len(texts[uri].rsplit("\n", 1)[1])
@@ -81,7 +93,9 @@ def test_soak(small_model_dir: Path) -> None:
         print(f"\nsoak {DOCS} docs / {REQUESTS} requests: RSS {rss0} -> {rss1} KiB, "
               f"threads {threads0} -> {threads1}, fds {fds0} -> {fds1}")  # fmt: skip
         assert rss1 < rss0 * 1.10, (baseline, final)
-        assert threads1 <= threads0, (baseline, final)
+        # A leak grows with the requests (hundreds here); a thread pool that starts one more
+        # worker under load (seen once on a busy 2-core CI machine) is bounded.
+        assert threads1 <= threads0 + 2, (baseline, final, names0, _thread_names(server.pid))
         assert fds1 == fds0, (baseline, final)
         assert server.alive()
     finally:
