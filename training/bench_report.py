@@ -54,7 +54,8 @@ def server_summary(server: BenchedServer, cpu_s: float, rss_mb: float) -> dict[s
     if inline is not None:
         inline["offered"] = sum(t.inline_nonempty) / len(t.inline_nonempty)
     return {
-        "command": server.command,
+        # executable names only: the report is committed, the machine's paths are not
+        "command": [Path(part).name if part.startswith("/") else part for part in server.command],
         "cold_start_ms": server.cold_start_ms,
         "peak_rss_mb": rss_mb,
         "cpu_ms_per_request": 1000 * cpu_s / n_requests if n_requests else None,
