@@ -149,7 +149,7 @@ class Engine:
         if model is None or not self.settings.inline or not doc.text.strip():
             return InlineResult()
         ctx = build_context(doc, pos)
-        if ctx.in_string_or_comment:
+        if ctx.in_string_or_comment or _inside_word(ctx.line_suffix):
             return InlineResult()
         before = doc.text[: ctx.offset]
         reused = self._typed.ghost_for(doc.uri, before)
@@ -186,12 +186,21 @@ class Engine:
         )
 
 
-ATTRIBUTE = re.compile(r"\.[ \t]*([^\W\d]\w*)")
+def _inside_word(line_suffix: str) -> bool:
+    """The cursor sits before identifier characters: ghost text would split a word."""
+    return bool(line_suffix) and (line_suffix[0].isalnum() or line_suffix[0] == "_")
 
 
-def attribute_counts(text: str) -> Counter[str]:
-    """How often each name is used after a dot: after `x.`, only those are file candidates."""
-    return Counter(ATTRIBUTE.findall(text))
+OBJECT = re.compile(r"([^\W\d]\w*)[ \t]*\.[ \t]*\w*\Z")  # `name.` (+ typed part) at the cursor
+
+
+def attribute_counts(text: str, obj: str | None) -> Counter[str]:
+    """How often the file uses each name after `obj.` (after any dot when obj is unknown)."""
+    if obj:
+        pattern = rf"(?<![\w.]){re.escape(obj)}[ \t]*\.[ \t]*([^\W\d]\w*)"
+    else:
+        pattern = r"\.[ \t]*([^\W\d]\w*)"
+    return Counter(re.findall(pattern, text))
 
 
 def model_candidates(
@@ -217,7 +226,12 @@ def model_candidates(
 
 def file_pool(ctx: Context) -> dict[str, float]:
     """The file's names that could complete the typed text, with how often the file uses them."""
-    pool = attribute_counts(ctx.prefix + ctx.suffix) if ctx.after_dot else ctx.identifiers
+    if ctx.after_dot:
+        # after `json.` the names the file uses after `json.` are candidates, not `self.x`'s
+        found = OBJECT.search(ctx.line_prefix)
+        pool = attribute_counts(ctx.prefix + ctx.suffix, found.group(1) if found else None)
+    else:
+        pool = ctx.identifiers
     return {
         name: float(n)
         for name, n in pool.items()
