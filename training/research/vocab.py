@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import unicodedata
 from collections import Counter
-from functools import cache
 from pathlib import Path
+
+from fillpoint.completion.runtime import byte_decoder
 
 CLASSES = (
     "special",
@@ -22,20 +23,6 @@ CLASSES = (
     "punctuation",
     "mixed",
 )
-
-
-@cache
-def byte_decoder() -> dict[str, int]:
-    """GPT-2's printable-character alphabet back to bytes (ByteLevel's mapping, inverted)."""
-    bs = list(range(ord("!"), ord("~") + 1))
-    bs += list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs, n = bs[:], 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {chr(c): b for b, c in zip(bs, cs, strict=True)}
 
 
 def token_bytes(token: str) -> bytes:
