@@ -53,7 +53,6 @@ class Vocab:
         starts_word = np.array([bool(t) and (t[0].isalnum() or t[0] == "_") for t in texts])
         self.ends_word = ~starts_word  # the next piece does not continue an identifier
         self.ends_word[list(lm.special_ids)] = True
-        self.has_newline = np.array(["\n" in t for t in texts])
         # Sorted texts: the pieces that start with a string are one contiguous run (bisect).
         order = sorted((t, i) for i, t in enumerate(texts) if t and i not in lm.special_ids)
         self.sorted_texts = [t for t, _ in order]

@@ -49,15 +49,20 @@ def new_tokenizer() -> Tokenizer:
     return tok
 
 
-def train_tokenizer(texts: Iterator[str], vocab_size: int = 8192) -> Tokenizer:
-    """Train BPE on `texts`; special tokens get the first ids (EOT = 0)."""
-    tok = new_tokenizer()
+def train_tokenizer(
+    texts: Iterator[str],
+    vocab_size: int = 8192,
+    tok: Tokenizer | None = None,
+    show_progress: bool = True,
+) -> Tokenizer:
+    """Train BPE on `texts` (into `tok`, default the code-aware one); specials get ids 0..4."""
+    tok = tok or new_tokenizer()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=2,
         special_tokens=SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=True,
+        show_progress=show_progress,
     )
     tok.train_from_iterator(texts, trainer=trainer)
     return tok

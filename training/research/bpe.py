@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
-from ..tokenizer import SPECIAL_TOKENS, new_tokenizer
+from ..tokenizer import new_tokenizer, train_tokenizer
 from .mixture import Pair
 
 
@@ -21,15 +21,7 @@ def gpt2_tokenizer() -> Tokenizer:
 def train_bpe(texts: list[str], vocab_size: int, gpt2: bool = False) -> Tokenizer:
     """Train a byte-level BPE quietly: the project's code-aware pre-tokenizer, or GPT-2's."""
     tok = gpt2_tokenizer() if gpt2 else new_tokenizer()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        min_frequency=2,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(texts, trainer=trainer)
-    return tok
+    return train_tokenizer(iter(texts), vocab_size, tok, show_progress=False)
 
 
 def merges_of(tok: Tokenizer) -> list[Pair]:
