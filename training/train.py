@@ -6,6 +6,7 @@ import json
 import math
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -48,11 +49,17 @@ class TrainConfig:
     device: str = "auto"
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay to min_lr at max_steps."""
+def lr_at(step: int, cfg: TrainConfig, elapsed: float | None = None) -> float:
+    """Linear warm-up, then cosine decay to min_lr at max_steps.
+
+    With a wall-clock budget (max_minutes) and the seconds `elapsed` so far, the decay follows
+    whichever comes first, steps or time, so a run cut by its budget still ends at min_lr.
+    """
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+    if cfg.max_minutes and elapsed is not None:
+        progress = max(progress, min(1.0, elapsed / (cfg.max_minutes * 60)))
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
 
 
@@ -164,11 +171,14 @@ def train(cfg: TrainConfig) -> Path:
         ],
         lr=cfg.lr,
         betas=(0.9, 0.95),
+        fused=device.startswith("cuda"),
     )
     opt_path = resume / "optimizer.safetensors"
     if opt_path.exists():
         load_optimizer(opt, opt_path)
     dev_type = "cuda" if device.startswith("cuda") else "cpu"
+    if dev_type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
 
     def amp():
         return torch.autocast(dev_type, dtype=torch.bfloat16) if cfg.bf16 else nullcontext()
@@ -186,10 +196,16 @@ def train(cfg: TrainConfig) -> Path:
         desc="train",
     )
     step = start_step - 1  # a run resumed at its last step trains nothing and stays there
+    # The next batch is drawn on a second thread while the device runs this step.
+    prefetch = ThreadPoolExecutor(1)
+    pending = prefetch.submit(train_batches.sample, cfg.batch_size)
     for step in bar:
+        lr = lr_at(step, cfg, time.time() - t0)
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg)
-        x, y, t = to_tensors(train_batches.sample(cfg.batch_size), device)
+            group["lr"] = lr
+        batch = pending.result()
+        pending = prefetch.submit(train_batches.sample, cfg.batch_size)
+        x, y, t = to_tensors(batch, device)
         with amp():
             _, loss = model(x, y, t)
         opt.zero_grad(set_to_none=True)
@@ -206,7 +222,7 @@ def train(cfg: TrainConfig) -> Path:
             dist.broadcast(flag, 0)
             out_of_time = bool(flag.item())
         if master:
-            row = {"step": step, "loss": loss.item(), "lr": lr_at(step, cfg), "seconds": elapsed}
+            row = {"step": step, "loss": loss.item(), "lr": lr, "seconds": elapsed}
             if step % cfg.eval_every == 0 or step == cfg.max_steps - 1 or out_of_time:
                 row["val_loss"] = estimate_loss(
                     raw, valid_batches, cfg.eval_batches, cfg.batch_size, amp, device
@@ -218,6 +234,7 @@ def train(cfg: TrainConfig) -> Path:
             bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{state['tokens'] / elapsed:.0f}")
         if out_of_time:
             break
+    prefetch.shutdown(cancel_futures=True)
     if master:
         state.update(step=step + 1, seconds=time.time() - t0)
         save_checkpoint(raw, opt, state, resume)

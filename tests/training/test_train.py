@@ -78,6 +78,14 @@ def test_lr_schedule_warms_up_then_decays_to_min_lr() -> None:
     assert all(a >= b for a, b in zip(after, after[1:], strict=False))
 
 
+def test_lr_schedule_with_a_time_budget_reaches_min_lr_at_the_deadline() -> None:
+    cfg = TrainConfig(lr=1e-3, min_lr=1e-4, warmup_steps=10, max_steps=100_000, max_minutes=1.0)
+    assert lr_at(5, cfg, elapsed=59.0) == pytest.approx(6e-4)  # warm-up still counts steps
+    assert lr_at(20, cfg, elapsed=30.0) == pytest.approx((1e-3 + 1e-4) / 2)
+    assert lr_at(20, cfg, elapsed=60.0) == pytest.approx(1e-4)
+    assert lr_at(20, cfg, elapsed=0.0) == pytest.approx(lr_at(20, cfg))  # steps lead early on
+
+
 def test_loss_falls_on_a_memorisable_sequence(tmp_path: Path, tokenizer_path: Path) -> None:
     cfg = config(tmp_path, tokenizer_path, max_steps=40, eval_every=20)
     run = train(cfg)

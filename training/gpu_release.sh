@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Train the release candidates on one CUDA machine that has PyTorch but no network and no
+# fillpoint install, within a fixed wall-clock budget, and bring the checkpoints back.
+#
+#   training/gpu_release.sh pack PACK            # here: source snapshot, tokenizer, token arrays
+#   training/gpu_release.sh train PACK OUT MIN   # there: train every run in parallel for MIN
+#                                                #   minutes, write OUT/checkpoints.tar.part-*
+#   training/gpu_release.sh unpack OUT RUNS      # here: restore fp32 checkpoints to RUNS/<run>/
+#
+# The runs share the GPU: models this small leave most of an H100 idle between kernels, so
+# three or four of them in parallel train nearly as fast each as one alone. Checkpoints travel
+# as bf16 (half the bytes; the released model is int8 anyway) and are cast back on unpack.
+set -euo pipefail
+
+# name | TrainConfig overrides (JSON). Same data, tokenizer and seed for every run.
+RUNS=(
+  'pycoder-s|{"n_layer": 4, "n_head": 8, "n_embd": 256, "lr": 2e-3}'
+  'pycoder-s-notype|{"n_layer": 4, "n_head": 8, "n_embd": 256, "lr": 2e-3, "type_loss_weight": 0.0}'
+  'pycoder-m|{"n_layer": 6, "n_head": 6, "n_embd": 384, "lr": 1.5e-3}'
+)
+COMMON='{"block_size": 512, "batch_size": 128, "warmup_steps": 300, "max_steps": 1000000,
+         "min_lr": 1e-4, "eval_every": 500, "eval_batches": 20, "bf16": true}'
+PART_BYTES=15M  # the way back takes files of at most 16 MiB
+DEVICE=${DEVICE:-cuda}
+EXTRA=${EXTRA:-"{}"}  # overrides for every run, e.g. a tiny shape for a dry run on CPU
+PYTHON=${PYTHON:-python3}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}  # several trainers share the host's cores
+
+pack() {
+  local pack=$1
+  mkdir -p "$pack"
+  git archive --format=tar -o "$pack/src.tar" HEAD
+  cp runs/tokenizer.json "$pack/tokenizer.json"
+  tar -C data -cf - tokens/train.ids.npy tokens/train.types.npy tokens/train.json \
+    tokens/valid.ids.npy tokens/valid.types.npy tokens/valid.json | xz -T2 -6 >"$pack/tokens.tar.xz"
+  if [[ -d data/codefill ]]; then
+    tar -C data -cf - codefill | xz -T2 -6 >"$pack/codefill.tar.xz"
+  fi
+  du -sh "$pack"/*
+}
+
+train_all() {
+  local pack=$1 out=$2 minutes=$3
+  local work=${TMPDIR:-/tmp}/fillpoint-gpu
+  rm -rf "$work" && mkdir -p "$work/src" "$work/data" "$work/runs" "$work/logs" "$work/pkg/fillpoint"
+  tar -xf "$pack/src.tar" -C "$work/src"
+  xz -dc "$pack/tokens.tar.xz" | tar -xf - -C "$work/data"
+  [[ -f $pack/codefill.tar.xz ]] && xz -dc "$pack/codefill.tar.xz" | tar -xf - -C "$work/data"
+  for d in lsp completion models training; do ln -s "$work/src/$d" "$work/pkg/fillpoint/$d"; done
+  export PYTHONPATH=$work/pkg PYTHONUNBUFFERED=1
+  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+  "$PYTHON" -c 'import torch; print("torch", torch.__version__, torch.cuda.is_available())'
+
+  local pids=() spec name overrides
+  for spec in "${RUNS[@]}"; do
+    name=${spec%%|*} overrides=${spec#*|}
+    "$PYTHON" - "$work" "$pack/tokenizer.json" "$name" "$COMMON" "$overrides" "$minutes" \
+      "$DEVICE" "$EXTRA" >"$work/logs/$name.log" 2>&1 <<'PY' &
+import json, sys
+from fillpoint.training.train import TrainConfig, train
+work, tokenizer, name, common, overrides, minutes, device, extra = sys.argv[1:]
+cfg = {**json.loads(common), **json.loads(overrides), **json.loads(extra)}
+cfg.update(data=f"{work}/data/tokens", tokenizer=tokenizer, out=f"{work}/runs/{name}",
+           max_minutes=float(minutes), device=device)
+train(TrainConfig(**cfg))
+PY
+    pids+=($!)
+  done
+  local status=0
+  for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+  for log in "$work"/logs/*.log; do echo "== $log"; tr '\r' '\n' <"$log" | tail -n 3; done
+  bring_back "$work" "$out"
+  return $status
+}
+
+bring_back() {
+  local work=$1 out=$2 run
+  mkdir -p "$work/back" "$out"
+  for run in "$work"/runs/*/; do
+    run=${run%/}
+    [[ -f $run/checkpoint/model.safetensors ]] || continue
+    local dest=$work/back/$(basename "$run")
+    mkdir -p "$dest"
+    cp "$run"/metrics.jsonl "$run"/train_config.json "$dest"/
+    cp "$run"/loss.png "$dest"/ 2>/dev/null || true
+    cp "$run"/checkpoint/config.json "$run"/checkpoint/trainer_state.json "$dest"/
+    "$PYTHON" - "$run/checkpoint/model.safetensors" "$dest/model.safetensors" <<'PY'
+import sys
+from safetensors.torch import load_file, save_file
+state = load_file(sys.argv[1])
+save_file({k: v.bfloat16() if v.is_floating_point() else v for k, v in state.items()}, sys.argv[2])
+PY
+  done
+  cp "$work"/logs/*.log "$work/back/" 2>/dev/null || true
+  tar -C "$work/back" -cf - . | split -b "$PART_BYTES" - "$out/checkpoints.tar.part-"
+  ls -l "$out"
+}
+
+unpack() {
+  local out=$1 runs=$2 tmp
+  tmp=$(mktemp -d)
+  cat "$out"/checkpoints.tar.part-* | tar -xf - -C "$tmp"
+  mkdir -p "$runs"
+  for dest in "$tmp"/*/; do
+    dest=${dest%/}
+    local name run
+    name=$(basename "$dest") run=$runs/$(basename "$dest")
+    mkdir -p "$run/checkpoint"
+    cp "$dest"/metrics.jsonl "$dest"/train_config.json "$run"/
+    cp "$dest"/loss.png "$run"/ 2>/dev/null || true
+    cp "$dest"/config.json "$dest"/trainer_state.json "$run/checkpoint/"
+    "$PYTHON" - "$dest/model.safetensors" "$run/checkpoint/model.safetensors" <<'PY'
+import sys
+from safetensors.torch import load_file, save_file
+state = load_file(sys.argv[1])
+save_file({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, sys.argv[2])
+PY
+    cp "$tmp"/"$name".log "$run/train.log" 2>/dev/null || true
+    echo "restored $run"
+  done
+  rm -rf "$tmp"
+}
+
+case ${1:-} in
+  pack) pack "$2" ;;
+  train) train_all "$2" "$3" "$4" ;;
+  unpack) unpack "$2" "$3" ;;
+  *) sed -n '2,9p' "$0"; exit 2 ;;
+esac
