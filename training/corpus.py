@@ -20,6 +20,8 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
+from .neardup import NearDuplicateIndex
+
 MAX_FILE_BYTES = 512 * 1024  # generated tables and vendored blobs teach nothing about code
 MAX_ARCHIVE_BYTES = 256 * 1024 * 1024  # total uncompressed .py bytes read from one wheel
 SPLITS = ("train", "valid", "test")
@@ -177,8 +179,10 @@ def normalize_for_dedup(text: str) -> str:
     return "\n".join(lines)
 
 
-def accept(raw: bytes, stats: CorpusStats, seen: set[str]) -> str | None:
-    """Decode, parse and deduplicate one file; count why it was skipped."""
+def accept(
+    raw: bytes, stats: CorpusStats, seen: set[str], near: NearDuplicateIndex | None = None
+) -> str | None:
+    """Decode, parse and deduplicate (exact, layout-only, near) one file; count skips."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -198,6 +202,9 @@ def accept(raw: bytes, stats: CorpusStats, seen: set[str]) -> str | None:
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         stats.skipped["not Python 3"] += 1
         return None
+    if near is not None and not near.add(text):
+        stats.skipped["near duplicate"] += 1
+        return None
     seen.add(key)
     return text.replace("\r\n", "\n")
 
@@ -209,6 +216,7 @@ def build(out: Path, manifest: Path, cache: Path, with_stdlib: bool = True) -> C
     out.mkdir(parents=True, exist_ok=True)
     stats = CorpusStats(packages={s: [] for s in SPLITS})
     seen: set[str] = set()
+    near = NearDuplicateIndex()
     sinks = {s: (out / f"{s}.jsonl").open("w", encoding="utf-8") for s in SPLITS}
     sources: list[tuple[str, object]] = [(STDLIB, None)] if with_stdlib else []
     sources += [(req.name, wheels[req]) for req in reqs if req in wheels]
@@ -218,7 +226,7 @@ def build(out: Path, manifest: Path, cache: Path, with_stdlib: bool = True) -> C
             files = read_stdlib(stats) if wheel is None else read_wheel(wheel, stats)
             kept = 0
             for path, raw in files:
-                text = accept(raw, stats, seen)
+                text = accept(raw, stats, seen, near)
                 if text is None:
                     continue
                 record = {"package": package, "path": path, "text": text}
