@@ -14,7 +14,12 @@ DEFAULT_CACHE = Path.home() / ".cache" / "fillpoint" / "wheels"
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     from .train import TrainConfig
 
-    for f in dataclasses.fields(TrainConfig):
+    _add_dataclass_args(p, TrainConfig)
+
+
+def _add_dataclass_args(p: argparse.ArgumentParser, config: type) -> None:
+    """One --flag per dataclass field, typed from its annotation."""
+    for f in dataclasses.fields(config):
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool", bool):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
@@ -76,6 +81,44 @@ def cmd_eval(args: argparse.Namespace) -> None:
     eval_main(args)
 
 
+def cmd_codefill_data(args: argparse.Namespace) -> None:
+    from .codefill_data import build
+
+    infos = build(
+        Path(args.corpus), Path(args.out), args.splits, args.vocab_size, args.max_chars,
+        args.max_files, args.jobs,
+    )  # fmt: skip
+    for info in infos:
+        print(json.dumps(info))
+
+
+def cmd_codefill(args: argparse.Namespace) -> None:
+    from .train_codefill import CodeFillTrainConfig, train
+
+    names = {f.name for f in dataclasses.fields(CodeFillTrainConfig)}
+    out = train(CodeFillTrainConfig(**{k: v for k, v in vars(args).items() if k in names}))
+    print(f"checkpoint: {out / 'checkpoint'}")
+
+
+def add_codefill_parsers(sub: argparse._SubParsersAction) -> None:
+    """`codefill-data` and `codefill`: the CodeFill-style dual name/type model."""
+    from .train_codefill import CodeFillTrainConfig
+
+    d = sub.add_parser("codefill-data", help="name/type streams for the CodeFill model")
+    d.add_argument("--corpus", default="data/corpus")
+    d.add_argument("--out", default="data/codefill")
+    d.add_argument("--splits", nargs="+", default=["train", "valid", "test"])
+    d.add_argument("--vocab-size", type=int, default=16384)
+    d.add_argument("--max-chars", type=int, default=0, help="per split; 0 = all")
+    d.add_argument("--max-files", type=int, default=0, help="per split; 0 = all")
+    d.add_argument("--jobs", type=int, default=2)
+    d.set_defaults(func=cmd_codefill_data)
+
+    m = sub.add_parser("codefill", help="train the CodeFill-style dual name/type model")
+    _add_dataclass_args(m, CodeFillTrainConfig)
+    m.set_defaults(func=cmd_codefill)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `fillpoint train` argument parser."""
     p = argparse.ArgumentParser(prog="fillpoint train", description=__doc__)
@@ -119,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(v)
     v.set_defaults(func=cmd_eval)
+    add_codefill_parsers(sub)
     return p
 
 

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -25,10 +26,11 @@ from .tokentypes import N_TYPES
 
 
 @dataclass
-class TrainConfig:
-    data: str = "data/tokens"  # folder with {split}.ids.npy / .types.npy
-    tokenizer: str = "runs/tokenizer.json"
-    out: str = "runs/pycoder"
+class RunConfig:
+    """What every training run shares: shape, schedule, budget, evaluation, device."""
+
+    data: str = ""
+    out: str = ""
     n_layer: int = 4
     n_head: int = 8
     n_embd: int = 256
@@ -40,16 +42,28 @@ class TrainConfig:
     max_steps: int = 20000
     max_minutes: float = 0.0  # stop (and save) after this long; 0 = no limit
     weight_decay: float = 0.1
-    type_loss_weight: float = 0.1
-    fim_rate: float = 0.5
     eval_every: int = 250
     eval_batches: int = 20
+    log_every: int = 1  # metrics.jsonl rows every n steps (reading a loss waits for the GPU)
     seed: int = 1337
     bf16: bool = True  # autocast where the device supports it (AMX on these CPUs, CUDA)
     device: str = "auto"
 
+    def model_shape(self) -> dict:
+        """The model config fields that come from the run config."""
+        return {k: getattr(self, k) for k in ("block_size", "n_layer", "n_head", "n_embd")}
 
-def lr_at(step: int, cfg: TrainConfig, elapsed: float | None = None) -> float:
+
+@dataclass
+class TrainConfig(RunConfig):
+    data: str = "data/tokens"  # folder with {split}.ids.npy / .types.npy
+    out: str = "runs/pycoder"
+    tokenizer: str = "runs/tokenizer.json"
+    type_loss_weight: float = 0.1
+    fim_rate: float = 0.5
+
+
+def lr_at(step: int, cfg: RunConfig, elapsed: float | None = None) -> float:
     """Linear warm-up, then cosine decay to min_lr at max_steps.
 
     With a wall-clock budget (max_minutes) and the seconds `elapsed` so far, the decay follows
@@ -83,7 +97,9 @@ def estimate_loss(model: torch.nn.Module, batches: Batches, n: int, bs: int, amp
     return float(np.mean(losses))
 
 
-def plot_losses(log_path: Path, png_path: Path) -> None:
+def plot_losses(
+    log_path: Path, png_path: Path, ylabel: str = "loss (0.9 token + 0.1 type, nats)"
+) -> None:
     """Loss curve (train and valid) from the JSONL metrics log."""
     import matplotlib
 
@@ -99,7 +115,7 @@ def plot_losses(log_path: Path, png_path: Path) -> None:
     if valid:
         ax.plot(*zip(*valid, strict=True), label="valid", marker="o")
     ax.set_xlabel("step")
-    ax.set_ylabel("loss (0.9 token + 0.1 type, nats)")
+    ax.set_ylabel(ylabel)
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -107,7 +123,7 @@ def plot_losses(log_path: Path, png_path: Path) -> None:
     plt.close(fig)
 
 
-def setup_device(cfg: TrainConfig) -> tuple[str, int, int]:
+def setup_device(cfg: RunConfig) -> tuple[str, int, int]:
     """Device, rank and world size; joins the process group under torchrun."""
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     device = cfg.device
@@ -123,10 +139,41 @@ def setup_device(cfg: TrainConfig) -> tuple[str, int, int]:
     return device, rank, world
 
 
+def make_optimizer(
+    model: torch.nn.Module, cfg: RunConfig, device: str, resume: Path
+) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only; moments restored from `resume` if it exists."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0},
+        ],
+        lr=cfg.lr,
+        betas=(0.9, 0.95),
+        fused=device.startswith("cuda"),
+    )
+    if resume.exists():
+        load_optimizer(opt, resume)
+    return opt
+
+
+def past_deadline(elapsed: float, cfg: RunConfig, world: int, device: str) -> bool:
+    """True once the wall-clock budget is spent, decided by rank 0 for all ranks."""
+    out_of_time = bool(cfg.max_minutes) and elapsed > cfg.max_minutes * 60
+    if world > 1 and cfg.max_minutes:
+        # Clocks differ between ranks: a rank that stops alone leaves the others
+        # waiting in the next all-reduce forever, so rank 0 decides for all.
+        flag = torch.tensor([float(out_of_time)], device=device)
+        dist.broadcast(flag, 0)
+        out_of_time = bool(flag.item())
+    return out_of_time
+
+
 def train(cfg: TrainConfig) -> Path:
     """Run training; returns the output folder (checkpoint, metrics.jsonl, loss.png)."""
     device, rank, world = setup_device(cfg)
-    master = rank == 0
     torch.manual_seed(cfg.seed + rank)
     out = Path(cfg.out)
     tok = Tokenizer.from_file(cfg.tokenizer)
@@ -139,49 +186,91 @@ def train(cfg: TrainConfig) -> Path:
         return Batches(ids, types, cfg.block_size, fim, tok.token_to_id(EOT), cfg.fim_rate, seed)
 
     resume = out / "checkpoint"
-    if (resume / "model.safetensors").exists():
-        model = from_pretrained(resume)
-        state = json.loads((resume / "trainer_state.json").read_text())
-    else:
-        mcfg = PyCoderConfig(
-            vocab_size=tok.get_vocab_size(),
-            n_types=N_TYPES,
-            block_size=cfg.block_size,
-            n_layer=cfg.n_layer,
-            n_head=cfg.n_head,
-            n_embd=cfg.n_embd,
-            type_loss_weight=cfg.type_loss_weight,
-        )
-        model, state = PyCoder(mcfg), {"step": 0, "tokens": 0, "seconds": 0.0}
+
+    def init() -> PyCoder:
+        n = tok.get_vocab_size()
+        tlw = cfg.type_loss_weight
+        return PyCoder(PyCoderConfig(n, N_TYPES, type_loss_weight=tlw, **cfg.model_shape()))
+
+    model, state = load_or_init(resume, from_pretrained, init)
     # A resumed run draws new windows instead of replaying those of the steps already done.
     train_batches = load("train", cfg.seed + rank + world * state["step"])
     valid_batches = load("valid", cfg.seed + 10_000)
     model.to(device)
-    raw = model
-    if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[torch.device(device).index] if device.startswith("cuda") else None
-        )
-    decay = [p for n, p in raw.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in raw.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0},
-        ],
-        lr=cfg.lr,
-        betas=(0.9, 0.95),
-        fused=device.startswith("cuda"),
+    raw, model = model, wrap_ddp(model, device, world)
+    opt = make_optimizer(raw, cfg, device, resume / "optimizer.safetensors")
+    amp = autocast(device, cfg.bf16)
+
+    def step_loss(batch: tuple[np.ndarray, np.ndarray]) -> tuple[torch.Tensor, int, dict]:
+        x, y, t = to_tensors(batch, device)
+        with amp():
+            _, loss = model(x, y, t)
+        return loss, x.numel(), {}
+
+    def evaluate() -> dict:
+        bs = cfg.batch_size
+        return {"val_loss": estimate_loss(raw, valid_batches, cfg.eval_batches, bs, amp, device)}
+
+    where = (rank, world, device)
+    fit(cfg, raw, opt, state, train_batches, step_loss, evaluate, save_pretrained, where)
+    return out
+
+
+def load_or_init(
+    folder: Path, load: Callable[[Path], torch.nn.Module], init: Callable[[], torch.nn.Module]
+) -> tuple[torch.nn.Module, dict]:
+    """The checkpoint in `folder` and its trainer state, or a new model at step 0."""
+    if (folder / "model.safetensors").exists():
+        return load(folder), json.loads((folder / "trainer_state.json").read_text())
+    return init(), {"step": 0, "tokens": 0, "seconds": 0.0}
+
+
+def wrap_ddp(
+    model: torch.nn.Module, device: str, world: int, find_unused: bool = False
+) -> torch.nn.Module:
+    """The model under DistributedDataParallel when there are several ranks."""
+    if world == 1:
+        return model
+    ids = [torch.device(device).index] if device.startswith("cuda") else None
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=ids, find_unused_parameters=find_unused
     )
-    opt_path = resume / "optimizer.safetensors"
-    if opt_path.exists():
-        load_optimizer(opt, opt_path)
+
+
+def autocast(device: str, bf16: bool):
+    """A context factory: bf16 autocast on the device's type, or nothing; TF32 on CUDA."""
     dev_type = "cuda" if device.startswith("cuda") else "cpu"
     if dev_type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
+    return lambda: torch.autocast(dev_type, dtype=torch.bfloat16) if bf16 else nullcontext()
 
-    def amp():
-        return torch.autocast(dev_type, dtype=torch.bfloat16) if cfg.bf16 else nullcontext()
+
+def fit(
+    cfg: RunConfig,
+    raw: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    state: dict,
+    batches: Batches,
+    step_loss: Callable[[object], tuple[torch.Tensor, int, dict]],
+    evaluate: Callable[[], dict],
+    save_model: Callable[[torch.nn.Module, Path], None],
+    where: tuple[int, int, str],
+    ylabel: str = "loss (0.9 token + 0.1 type, nats)",
+) -> None:
+    """The training loop: schedule, steps, budget, metrics.jsonl, checkpoints and loss.png.
+
+    Batches are drawn on a second thread while the device runs the step before; `step_loss`
+    turns one into (loss, tokens, extra metrics); `evaluate` returns validation metrics with a
+    "val_loss"; checkpoints (model, optimizer, trainer state) go to {out}/checkpoint.
+    """
+    rank, world, device = where
+    master, out = rank == 0, Path(cfg.out)
+
+    def save(state: dict) -> None:
+        save_checkpoint(raw, opt, state, out / "checkpoint", save_model)
+
+    def sample() -> object:
+        return batches.sample(cfg.batch_size)
 
     if master:
         out.mkdir(parents=True, exist_ok=True)
@@ -196,39 +285,29 @@ def train(cfg: TrainConfig) -> Path:
         desc="train",
     )
     step = start_step - 1  # a run resumed at its last step trains nothing and stays there
-    # The next batch is drawn on a second thread while the device runs this step.
     prefetch = ThreadPoolExecutor(1)
-    pending = prefetch.submit(train_batches.sample, cfg.batch_size)
+    pending = prefetch.submit(sample)
     for step in bar:
         lr = lr_at(step, cfg, time.time() - t0)
         for group in opt.param_groups:
             group["lr"] = lr
         batch = pending.result()
-        pending = prefetch.submit(train_batches.sample, cfg.batch_size)
-        x, y, t = to_tensors(batch, device)
-        with amp():
-            _, loss = model(x, y, t)
+        pending = prefetch.submit(sample)
+        loss, tokens, extra = step_loss(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(raw.parameters(), 1.0)
         opt.step()
-        state["tokens"] += x.numel() * world
+        state["tokens"] += tokens * world
         elapsed = time.time() - t0
-        out_of_time = bool(cfg.max_minutes) and elapsed > cfg.max_minutes * 60
-        if world > 1 and cfg.max_minutes:
-            # Clocks differ between ranks: a rank that stops alone leaves the others
-            # waiting in the next all-reduce forever, so rank 0 decides for all.
-            flag = torch.tensor([float(out_of_time)], device=device)
-            dist.broadcast(flag, 0)
-            out_of_time = bool(flag.item())
-        if master:
-            row = {"step": step, "loss": loss.item(), "lr": lr, "seconds": elapsed}
-            if step % cfg.eval_every == 0 or step == cfg.max_steps - 1 or out_of_time:
-                row["val_loss"] = estimate_loss(
-                    raw, valid_batches, cfg.eval_batches, cfg.batch_size, amp, device
-                )
+        out_of_time = past_deadline(elapsed, cfg, world, device)
+        at_eval = step % cfg.eval_every == 0 or step == cfg.max_steps - 1 or out_of_time
+        if master and (at_eval or step % cfg.log_every == 0):
+            row = {"step": step, "loss": loss.item(), "lr": lr, "seconds": elapsed, **extra}
+            if at_eval:
+                row.update(evaluate())
                 state.update(step=step + 1, seconds=elapsed)
-                save_checkpoint(raw, opt, state, resume)
+                save(state)
             log.write(json.dumps(row) + "\n")
             log.flush()
             bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{state['tokens'] / elapsed:.0f}")
@@ -237,27 +316,37 @@ def train(cfg: TrainConfig) -> Path:
     prefetch.shutdown(cancel_futures=True)
     if master:
         state.update(step=step + 1, seconds=time.time() - t0)
-        save_checkpoint(raw, opt, state, resume)
+        save(state)
         log.close()
-        plot_losses(out / "metrics.jsonl", out / "loss.png")
+        plot_losses(out / "metrics.jsonl", out / "loss.png", ylabel)
     if world > 1:
         dist.destroy_process_group()
-    return out
 
 
-def save_checkpoint(model: PyCoder, opt: torch.optim.Optimizer, state: dict, folder: Path) -> None:
+def save_checkpoint(
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    state: dict,
+    folder: Path,
+    save_model: Callable = save_pretrained,
+) -> None:
     """Model (safetensors), optimizer moments (safetensors) and trainer state (JSON)."""
+    save_model(model, folder)
+    save_optimizer(opt, folder / "optimizer.safetensors")
+    (folder / "trainer_state.json").write_text(json.dumps(state))
+
+
+def save_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
+    """AdamW moments as safetensors, keyed by group and parameter index."""
     from safetensors.torch import save_file
 
-    save_pretrained(model, folder)
     tensors = {}
     for gi, group in enumerate(opt.param_groups):
         for pi, p in enumerate(group["params"]):
             for key, value in opt.state.get(p, {}).items():
                 if torch.is_tensor(value):
                     tensors[f"{gi}.{pi}.{key}"] = value.detach().cpu().contiguous()
-    save_file(tensors, str(folder / "optimizer.safetensors"))
-    (folder / "trainer_state.json").write_text(json.dumps(state))
+    save_file(tensors, str(path))
 
 
 def load_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
