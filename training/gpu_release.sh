@@ -8,28 +8,38 @@
 #   training/gpu_release.sh unpack OUT RUNS      # here: restore fp32 checkpoints to RUNS/<run>/
 #
 # The runs share the GPU: models this small leave most of an H100 idle between kernels, so
-# three or four of them in parallel train nearly as fast each as one alone. Checkpoints travel
-# as bf16 (half the bytes; the released model is int8 anyway) and are cast back on unpack.
+# several of them in parallel use it better than one alone. Checkpoints travel compact
+# (training/transport.py: int8 matrices with per-row scales, bf16 vectors) and come back as
+# float32 on unpack; the shipped models are int8 in any case.
 set -euo pipefail
 
-# name | TrainConfig overrides (JSON). Same data, tokenizer and seed for every run.
+# name | trainer | config overrides (JSON). Same data and seed for every run of a trainer.
 RUNS=(
-  'pycoder-s|{"n_layer": 4, "n_head": 8, "n_embd": 256, "lr": 2e-3}'
-  'pycoder-s-notype|{"n_layer": 4, "n_head": 8, "n_embd": 256, "lr": 2e-3, "type_loss_weight": 0.0}'
-  'pycoder-m|{"n_layer": 6, "n_head": 6, "n_embd": 384, "lr": 1.5e-3}'
+  'pycoder-s|pycoder|{"n_layer": 4, "n_head": 8, "n_embd": 256, "lr": 2e-3}'
+  'pycoder-s-notype|pycoder|{"n_layer": 4, "n_head": 8, "n_embd": 256, "lr": 2e-3, "type_loss_weight": 0.0}'
+  'pycoder-m|pycoder|{"n_layer": 6, "n_head": 6, "n_embd": 384, "lr": 1.5e-3}'
+  'codefill|codefill|{"block_size": 256}'
+  'codefill-names|codefill|{"block_size": 256, "names_only": true}'
 )
 COMMON='{"block_size": 512, "batch_size": 128, "warmup_steps": 300, "max_steps": 1000000,
-         "min_lr": 1e-4, "eval_every": 500, "eval_batches": 20, "bf16": true}'
+         "min_lr": 1e-4, "eval_every": 500, "eval_batches": 20, "log_every": 10, "bf16": true}'
 PART_BYTES=15M  # the way back takes files of at most 16 MiB
 DEVICE=${DEVICE:-cuda}
 EXTRA=${EXTRA:-"{}"}  # overrides for every run, e.g. a tiny shape for a dry run on CPU
 PYTHON=${PYTHON:-python3}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}  # several trainers share the host's cores
 
+unxz() {  # xz-utils where present, else Python's lzma
+  if command -v xz >/dev/null; then xz -dc "$1"; else
+    "$PYTHON" -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer)' "$1"
+  fi
+}
+
 pack() {
   local pack=$1
   mkdir -p "$pack"
-  git archive --format=tar -o "$pack/src.tar" HEAD
+  # The committed package code only: work in progress stays behind, and so does the shipped model.
+  git archive --format=tar -o "$pack/src.tar" HEAD lsp completion training models ':!models/release'
   cp runs/tokenizer.json "$pack/tokenizer.json"
   tar -C data -cf - tokens/train.ids.npy tokens/train.types.npy tokens/train.json \
     tokens/valid.ids.npy tokens/valid.types.npy tokens/valid.json | xz -T2 -6 >"$pack/tokens.tar.xz"
@@ -44,24 +54,29 @@ train_all() {
   local work=${TMPDIR:-/tmp}/fillpoint-gpu
   rm -rf "$work" && mkdir -p "$work/src" "$work/data" "$work/runs" "$work/logs" "$work/pkg/fillpoint"
   tar -xf "$pack/src.tar" -C "$work/src"
-  xz -dc "$pack/tokens.tar.xz" | tar -xf - -C "$work/data"
-  [[ -f $pack/codefill.tar.xz ]] && xz -dc "$pack/codefill.tar.xz" | tar -xf - -C "$work/data"
+  unxz "$pack/tokens.tar.xz" | tar -xf - -C "$work/data"
+  if [[ -f $pack/codefill.tar.xz ]]; then unxz "$pack/codefill.tar.xz" | tar -xf - -C "$work/data"; fi
   for d in lsp completion models training; do ln -s "$work/src/$d" "$work/pkg/fillpoint/$d"; done
   export PYTHONPATH=$work/pkg PYTHONUNBUFFERED=1
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
   "$PYTHON" -c 'import torch; print("torch", torch.__version__, torch.cuda.is_available())'
 
-  local pids=() spec name overrides
+  local pids=() spec name trainer overrides
   for spec in "${RUNS[@]}"; do
-    name=${spec%%|*} overrides=${spec#*|}
-    "$PYTHON" - "$work" "$pack/tokenizer.json" "$name" "$COMMON" "$overrides" "$minutes" \
-      "$DEVICE" "$EXTRA" >"$work/logs/$name.log" 2>&1 <<'PY' &
+    IFS='|' read -r name trainer overrides <<<"$spec"
+    if [[ $trainer == codefill && ! -d $work/data/codefill ]]; then continue; fi
+    "$PYTHON" - "$work" "$pack/tokenizer.json" "$name" "$trainer" "$COMMON" "$overrides" \
+      "$minutes" "$DEVICE" "$EXTRA" >"$work/logs/$name.log" 2>&1 <<'PY' &
 import json, sys
-from fillpoint.training.train import TrainConfig, train
-work, tokenizer, name, common, overrides, minutes, device, extra = sys.argv[1:]
+work, tokenizer, name, trainer, common, overrides, minutes, device, extra = sys.argv[1:]
 cfg = {**json.loads(common), **json.loads(overrides), **json.loads(extra)}
-cfg.update(data=f"{work}/data/tokens", tokenizer=tokenizer, out=f"{work}/runs/{name}",
-           max_minutes=float(minutes), device=device)
+cfg.update(out=f"{work}/runs/{name}", max_minutes=float(minutes), device=device)
+if trainer == "pycoder":
+    from fillpoint.training.train import TrainConfig, train
+    cfg.update(data=f"{work}/data/tokens", tokenizer=tokenizer)
+else:
+    from fillpoint.training.train_codefill import CodeFillTrainConfig as TrainConfig, train
+    cfg.update(data=f"{work}/data/codefill")
 train(TrainConfig(**cfg))
 PY
     pids+=($!)
@@ -84,19 +99,21 @@ bring_back() {
     cp "$run"/metrics.jsonl "$run"/train_config.json "$dest"/
     cp "$run"/loss.png "$dest"/ 2>/dev/null || true
     cp "$run"/checkpoint/config.json "$run"/checkpoint/trainer_state.json "$dest"/
-    "$PYTHON" - "$run/checkpoint/model.safetensors" "$dest/model.safetensors" <<'PY'
-import sys
-from safetensors.torch import load_file, save_file
-state = load_file(sys.argv[1])
-save_file({k: v.bfloat16() if v.is_floating_point() else v for k, v in state.items()}, sys.argv[2])
-PY
+    "$PYTHON" -m fillpoint.training.transport shrink \
+      "$run/checkpoint/model.safetensors" "$dest/model.safetensors"
   done
   cp "$work"/logs/*.log "$work/back/" 2>/dev/null || true
   tar -C "$work/back" -cf - . | split -b "$PART_BYTES" - "$out/checkpoints.tar.part-"
   ls -l "$out"
 }
 
-unpack() {
+ununxz() {  # xz-utils where present, else Python's lzma
+  if command -v xz >/dev/null; then xz -dc "$1"; else
+    "$PYTHON" -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer)' "$1"
+  fi
+}
+
+pack() {
   local out=$1 runs=$2 tmp
   tmp=$(mktemp -d)
   cat "$out"/checkpoints.tar.part-* | tar -xf - -C "$tmp"
@@ -109,12 +126,8 @@ unpack() {
     cp "$dest"/metrics.jsonl "$dest"/train_config.json "$run"/
     cp "$dest"/loss.png "$run"/ 2>/dev/null || true
     cp "$dest"/config.json "$dest"/trainer_state.json "$run/checkpoint/"
-    "$PYTHON" - "$dest/model.safetensors" "$run/checkpoint/model.safetensors" <<'PY'
-import sys
-from safetensors.torch import load_file, save_file
-state = load_file(sys.argv[1])
-save_file({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, sys.argv[2])
-PY
+    "$PYTHON" -m fillpoint.training.transport restore \
+      "$dest/model.safetensors" "$run/checkpoint/model.safetensors"
     cp "$tmp"/"$name".log "$run/train.log" 2>/dev/null || true
     echo "restored $run"
   done
