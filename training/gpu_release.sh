@@ -107,13 +107,7 @@ bring_back() {
   ls -l "$out"
 }
 
-ununxz() {  # xz-utils where present, else Python's lzma
-  if command -v xz >/dev/null; then xz -dc "$1"; else
-    "$PYTHON" -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer)' "$1"
-  fi
-}
-
-pack() {
+unpack() {
   local out=$1 runs=$2 tmp
   tmp=$(mktemp -d)
   cat "$out"/checkpoints.tar.part-* | tar -xf - -C "$tmp"
