@@ -10,8 +10,15 @@ statement completion generates names up to it.
 Usage (data here, then training on a GPU machine)::
 
     nice fillpoint train codefill-data --corpus data/corpus --out data/codefill
-    fillpoint train codefill --data data/codefill --out runs/codefill \\
-        --device cuda --max-minutes 6 --batch-size 64 --block-size 256
+    fillpoint train codefill --data data/codefill --out runs/codefill --device cuda \\
+        --max-minutes 6 --n-layer 6 --n-head 8 --n-embd 512 --block-size 256 \\
+        --batch-size 128 --lr 1.5e-3 --dropout 0.1 --warmup-steps 300 --max-steps 1000000 \\
+        --eval-every 500
+
+Where tree-sitter is missing (training needs only torch, numpy, safetensors, tqdm and
+matplotlib), `python -m fillpoint.training.train_codefill` takes the same flags. Measured:
+the data took about 4 minutes on 2 cores (167M characters -> 25.1M train tokens, 4.5% <unk>);
+the command above trained at about 715k tokens/s on one H100 (63M parameters).
 """
 
 from __future__ import annotations

@@ -151,3 +151,20 @@ def train(cfg: CodeFillTrainConfig) -> Path:
     fit(cfg, raw, opt, state, train_batches, step_loss, evaluate, save_pretrained, where,
         ylabel="loss (nats; valid: next name)")  # fmt: skip
     return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m fillpoint.training.train_codefill ...`: the same flags as `fillpoint train
+    codefill`, on a machine whose environment lacks the server's packages (tree-sitter)."""
+    import argparse
+
+    from .cli import _add_dataclass_args
+
+    p = argparse.ArgumentParser(prog="python -m fillpoint.training.train_codefill")
+    _add_dataclass_args(p, CodeFillTrainConfig)
+    out = train(CodeFillTrainConfig(**vars(p.parse_args(argv))))
+    print(f"checkpoint: {out / 'checkpoint'}")
+
+
+if __name__ == "__main__":
+    main()
