@@ -1,4 +1,4 @@
-"""CodeFill data and training: aligned streams, identifier roles, encoding, a tiny run."""
+"""CodeFill data and training: encoding the corpus, SC targets, a tiny run that resumes."""
 
 from __future__ import annotations
 
@@ -10,18 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from fillpoint.completion.codefill_streams import EOS, N_TYPES, Vocab
 from fillpoint.models.codefill import from_pretrained
-from fillpoint.training.codefill_data import (
-    EOS,
-    N_TYPES,
-    NUM,
-    STR,
-    TYPE_ID,
-    TYPE_NAMES,
-    Vocab,
-    build,
-    streams,
-)
+from fillpoint.training.codefill_data import build
 from fillpoint.training.train_codefill import (
     CodeFillTrainConfig,
     make_batch,
@@ -29,66 +20,6 @@ from fillpoint.training.train_codefill import (
     task_probs,
     train,
 )
-
-SAMPLE = '''import os.path as osp
-from collections import OrderedDict as OD, deque
-
-
-class Point(Base):
-    """A point."""
-
-    def __init__(self, x, y=1, *args, **kw):
-        self.x = x  # a comment
-        self.y += norm(y, scale=2.5)
-        v = self.move(f"{x}", b"raw")
-        return [i for i in v if i.ok]
-'''
-
-
-def roles(text: str) -> dict[str, list[str]]:
-    """Every type each name takes in `text`."""
-    out: dict[str, list[str]] = {}
-    for name, typ in zip(*streams(text), strict=True):
-        out.setdefault(name, []).append(typ)
-    return out
-
-
-def test_streams_are_aligned_and_drop_comments() -> None:
-    names, types = streams(SAMPLE)
-    assert len(names) == len(types) > 50
-    assert all(t in TYPE_ID for t in types)
-    assert "#" not in "".join(names) and "comment" not in names
-    assert 60 <= N_TYPES <= 110 and len(set(TYPE_NAMES)) == N_TYPES
-
-
-def test_identifier_roles() -> None:
-    r = roles(SAMPLE)
-    assert r["os"] == ["IMPORT_MODULE"] and r["osp"] == ["IMPORT_ALIAS"]
-    assert r["OrderedDict"] == ["IMPORT_NAME"] and r["OD"] == ["IMPORT_ALIAS"]
-    assert r["Point"] == ["CLASS_DEF"] and r["__init__"] == ["FUNCTION_DEF"]
-    assert r["args"] == ["PARAMETER"] and r["kw"] == ["PARAMETER"]
-    assert r["x"] == ["PARAMETER", "ATTRIBUTE_STORE", "VARIABLE"]  # not inside the f-string
-    assert r["self"] == ["PARAMETER", "SELF", "SELF", "SELF"]
-    assert r["norm"] == ["CALL"] and r["move"] == ["METHOD_CALL"] and r["ok"] == ["ATTRIBUTE"]
-    assert r["scale"] == ["KEYWORD_ARG"] and r["v"] == ["VARIABLE_STORE", "VARIABLE"]
-    assert r["i"] == ["VARIABLE", "VARIABLE_STORE", "VARIABLE"]
-    assert r["return"] == ["KW_return"] and r["+="] == ["AUGASSIGN"] and r["."][0] == "DOT"
-
-
-def test_literals_are_abstracted_and_statements_end_in_eos() -> None:
-    r = roles(SAMPLE)
-    assert r[STR] == ["DOCSTRING"] and r["<FSTR>"] == ["FSTRING"] and r["<BYTES>"] == ["BYTES"]
-    assert r[NUM] == ["NUMBER", "NUMBER"]
-    names, _ = streams("x = 1\nif x:\n    y = 'a'\n")
-    assert names == ["x", "=", NUM, EOS, "if", "x", ":", EOS, "<INDENT>", "y", "=", STR, EOS,
-                     "<DEDENT>"]  # fmt: skip
-
-
-def test_non_ascii_columns_and_half_written_code() -> None:
-    assert roles("s = 'é'; s.upper()\n")["upper"] == ["METHOD_CALL"]
-    names, types = streams("def f(a):\n    return g(a.b, ")
-    assert names[-4:] == ["(", "a", ".", "b"] or names[-5:-1] == ["(", "a", ".", "b"]
-    assert types[names.index("g")] == "CALL" and len(names) == len(types)
 
 
 def test_build_writes_aligned_arrays_and_a_vocab(small_corpus: Path, tmp_path: Path) -> None:
