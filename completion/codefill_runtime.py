@@ -1,0 +1,171 @@
+"""A released CodeFill model on onnxruntime: next-name candidates and statement completion.
+
+The prompt is the text before the cursor as the two CodeFill streams (names and syntax
+types, made by the same code as the training data). Candidates are identifiers of the name
+vocabulary, those that start with the partial identifier typed so far; the top 10 that
+name something declared in the file are re-ranked by DESIGN.md's table (the engine's RERANK).
+"""
+
+from __future__ import annotations
+
+import json
+import keyword
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from .codefill_streams import EOS, EOT, SPECIALS, TYPE_ID, Vocab, encode_types, streams
+from .context import build_context
+from .declarations import Declaration
+from .documents import Document
+from .types import EngineError, Position
+
+RERANK_TOP = 10  # CodeFill re-ranks its top-10 candidates
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A next-name candidate: its re-ranked score and the model's own probability."""
+
+    name: str
+    score: float
+    probability: float
+    declared: Declaration | None = None
+
+
+@dataclass
+class CodeFillResult:
+    """Candidates for one cursor, and whether it is a cardinal point (worth offering them)."""
+
+    candidates: list[Candidate] = field(default_factory=list)
+    cardinal: bool = False
+    partial: str = ""
+
+
+def _rerank_table() -> dict[str, dict[str, float]]:
+    # Imported when used: the engine may import this module.
+    from .engine import RERANK
+
+    return RERANK
+
+
+class CodeFillRuntime:
+    """One released CodeFill model folder: model.onnx, vocab.json, config.json."""
+
+    def __init__(self, folder: Path, threads: int = 2) -> None:
+        folder = Path(folder)
+        try:
+            cfg = json.loads((folder / "config.json").read_text())
+            self.vocab = Vocab.from_file(folder / "vocab.json")
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            self.session = ort.InferenceSession(
+                str(folder / "model.onnx"), opts, providers=["CPUExecutionProvider"]
+            )
+        except (OSError, ValueError, KeyError, ort.capi.onnxruntime_pybind11_state.Fail) as exc:
+            raise EngineError(f"cannot load the CodeFill model in {folder}: {exc}") from exc
+        self.names_only = bool(cfg.get("names_only", False))
+        self.block_size = int(cfg["block_size"])
+        self.layers = (1 if self.names_only else 2) * cfg["n_layer"]
+        self.n_head, self.head_dim = cfg["n_head"], cfg["n_embd"] // cfg["n_head"]
+        self.inputs = {i.name for i in self.session.get_inputs()}
+        self.outputs = [o.name for o in self.session.get_outputs()]
+        names = self.vocab.names
+        specials = set(SPECIALS)
+        self.identifier = np.array(
+            [n.isidentifier() and not keyword.iskeyword(n) and n not in specials for n in names]
+        )
+        self._names = np.array(names, dtype=object)
+        self.eos, self.eot = self.vocab.ids[EOS], self.vocab.ids[EOT]
+
+    def empty_past(self) -> np.ndarray:
+        """A cache of length 0 for one sequence."""
+        return np.zeros((self.layers, 2, 1, self.n_head, 0, self.head_dim), np.float32)
+
+    def encode(self, prefix: str, room: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """The last (block_size - room) name and type ids of the text before a cursor."""
+        names, types = streams(prefix, prefix=True)
+        keep = self.block_size - room
+        names_ids = np.asarray([self.vocab.encode(names[-keep:])], dtype=np.int64)
+        type_ids = np.asarray([encode_types(types[-keep:])], dtype=np.int64)
+        return names_ids, type_ids
+
+    def run(
+        self, names: np.ndarray, types: np.ndarray, past: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """Name logits (1, T, N), type logits (1, T, K) or None, and the new cache."""
+        feed = {"names": names, "types": types, "past": past}
+        out = dict(
+            zip(
+                self.outputs,
+                self.session.run(None, {k: v for k, v in feed.items() if k in self.inputs}),
+                strict=True,
+            )
+        )
+        return out["name_logits"], out.get("type_logits"), out["present"]
+
+    def next_names(
+        self,
+        prefix: str,
+        partial: str = "",
+        scopes: dict[str, Declaration] | None = None,
+        k: int = 10,
+    ) -> list[Candidate]:
+        """Top-k identifiers to follow `prefix` (which ends before the partial identifier)."""
+        names, types = self.encode(prefix)
+        if names.shape[1] == 0:  # an empty file: start from the end-of-text separator
+            names = np.asarray([[self.eot]], np.int64)
+            types = np.asarray([[TYPE_ID["EOT"]]], np.int64)
+        logits = self.run(names, types, self.empty_past())[0][0, -1].astype(np.float64)
+        probs = np.exp(logits - logits.max())
+        probs /= probs.sum()
+        allowed = self.identifier
+        if partial:
+            allowed = allowed & np.array([n.startswith(partial) for n in self._names])
+        masked = np.where(allowed, probs, -1.0)
+        top = np.argsort(-masked)[: max(k, RERANK_TOP)]
+        top = top[masked[top] >= 0]
+        table, scopes = _rerank_table(), scopes or {}
+        out = []
+        for rank, i in enumerate(top):
+            name, p = str(self._names[i]), float(probs[i])
+            decl = scopes.get(name)
+            weight = table[decl.role][decl.where] if decl and rank < RERANK_TOP else 1.0
+            out.append(Candidate(name, p * weight, p, decl))
+        out.sort(key=lambda c: -c.score)
+        return out[:k]
+
+    def complete(self, doc: Document, pos: Position, k: int = 10) -> CodeFillResult:
+        """Candidates at a cursor of a document: nothing inside a string or a comment."""
+        ctx = build_context(doc, pos)
+        if ctx.in_string_or_comment:
+            return CodeFillResult([], False, ctx.partial)
+        prefix = doc.text[: ctx.offset - len(ctx.partial)]
+        found = self.next_names(prefix, ctx.partial, ctx.scopes, k)
+        return CodeFillResult(found, ctx.cardinal, ctx.partial)
+
+    def statement(self, prefix: str, max_names: int = 16) -> list[str]:
+        """Greedy names from the cursor to the end of the statement (<EOS> not included).
+
+        Each chosen name is fed back with the type the type decoder predicted for it.
+        """
+        names, types = self.encode(prefix, room=max_names)
+        if names.shape[1] == 0:
+            names = np.asarray([[self.eot]], np.int64)
+            types = np.asarray([[TYPE_ID["EOT"]]], np.int64)
+        past = self.empty_past()
+        out: list[str] = []
+        for _ in range(max_names):
+            name_logits, type_logits, past = self.run(names, types, past)
+            nxt = int(name_logits[0, -1].argmax())
+            if nxt in (self.eos, self.eot):
+                break
+            out.append(self.vocab.names[nxt])
+            typ = 0 if type_logits is None else int(type_logits[0, -1].argmax())
+            names = np.asarray([[nxt]], np.int64)
+            types = np.asarray([[typ]], np.int64)
+        return out

@@ -1,0 +1,145 @@
+"""CodeFill on onnxruntime: export parity, next-name candidates, re-ranking, statements."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="building a model needs the `train` extra")
+
+from fillpoint.completion.codefill_runtime import CodeFillRuntime  # noqa: E402
+from fillpoint.completion.codefill_streams import (  # noqa: E402
+    SPECIALS,
+    TYPE_NAMES,
+    Vocab,
+    encode_types,
+    streams,
+)
+from fillpoint.completion.declarations import Declaration  # noqa: E402
+from fillpoint.completion.documents import Document  # noqa: E402
+from fillpoint.completion.types import Position  # noqa: E402
+from fillpoint.models.codefill import CodeFill, CodeFillConfig, save_pretrained  # noqa: E402
+from fillpoint.training.export_codefill import export_onnx, parity, release  # noqa: E402
+
+SNIPPET = """class Counter:
+    def __init__(self, start):
+        self.total = start
+
+    def add(self, amount):
+        self.total = self.total + amount
+        return self.total
+"""
+
+
+def fit_snippet(model: CodeFill, vocab: Vocab, steps: int = 150) -> None:
+    """Teach a tiny model the snippet by heart (a few seconds on one thread)."""
+    names, types = streams(SNIPPET)
+    n = torch.tensor([vocab.encode(names) * 3])
+    t = torch.tensor([encode_types(types) * 3])
+    n, t = n[:, : model.config.block_size + 1], t[:, : model.config.block_size + 1]
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model.train()
+    for step in range(steps):
+        task = ("ttp", "tvp")[step % 2]
+        _, loss = model(n[:, :-1], t[:, :-1], n[:, 1:], t[:, 1:], task=task)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[CodeFill, Path]:
+    """A tiny CodeFill that knows SNIPPET, and its int8 release folder."""
+    torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    vocab = Vocab(SPECIALS + sorted(set(streams(SNIPPET)[0]) - set(SPECIALS)) + ["unused"])
+    cfg = CodeFillConfig(vocab.n_vocab, len(TYPE_NAMES), 128, n_layer=1, n_head=2, n_embd=32)
+    model = CodeFill(cfg)
+    fit_snippet(model, vocab)
+    root = tmp_path_factory.mktemp("codefill")
+    save_pretrained(model, root / "checkpoint")
+    vocab.save(root / "vocab.json")
+    release(root / "checkpoint", root / "vocab.json", root / "release")
+    torch.set_num_threads(threads)
+    return model, root
+
+
+@pytest.mark.parametrize("names_only", [False, True])
+def test_fp32_export_matches_torch_with_the_cache(tmp_path: Path, names_only: bool) -> None:
+    torch.manual_seed(0)
+    cfg = CodeFillConfig(50, 12, 32, n_layer=2, n_head=2, n_embd=16, names_only=names_only)
+    model = CodeFill(cfg).eval()
+    export_onnx(model, tmp_path / "m.onnx")
+    assert parity(model, tmp_path / "m.onnx") < 1e-4
+
+
+def test_release_folder_and_int8_parity(trained: tuple[CodeFill, Path]) -> None:
+    import json
+
+    _, root = trained
+    manifest = json.loads((root / "release" / "manifest.json").read_text())
+    assert set(manifest["files"]) == {"model.onnx", "vocab.json", "config.json"}
+    assert manifest["fp32_parity_max_abs"] < 1e-4
+    assert manifest["int8_parity_max_abs"] < 0.5
+    assert not (root / "release" / "model.fp32.onnx").exists()
+
+
+def test_runtime_logits_match_torch(trained: tuple[CodeFill, Path]) -> None:
+    model, root = trained
+    rt = CodeFillRuntime(root / "release")
+    prefix = SNIPPET[: SNIPPET.index("self.total + amount")]
+    names, types = rt.encode(prefix)
+    got, _, _ = rt.run(names, types, rt.empty_past())
+    with torch.no_grad():
+        want, _ = model(torch.from_numpy(names), torch.from_numpy(types))
+    assert np.abs(got - want.numpy()).max() < 0.5  # int8
+    assert got[0, -1].argmax() == want[0, -1].argmax()
+
+
+def test_next_names_learnt_from_the_snippet(trained: tuple[CodeFill, Path]) -> None:
+    rt = CodeFillRuntime(trained[1] / "release")
+    prefix = SNIPPET[: SNIPPET.index("total + amount")]  # ... self.total = self.|
+    found = rt.next_names(prefix)
+    assert found[0].name == "total"
+    assert all(c.name.isidentifier() and c.name not in SPECIALS for c in found)
+    assert [c.score for c in found] == sorted((c.score for c in found), reverse=True)
+    assert rt.next_names(prefix, partial="am")[0].name == "amount"
+    assert all(c.name.startswith("am") for c in rt.next_names(prefix, partial="am"))
+
+
+def test_declared_names_are_reranked_by_the_table(trained: tuple[CodeFill, Path]) -> None:
+    from fillpoint.completion.engine import RERANK
+
+    rt = CodeFillRuntime(trained[1] / "release")
+    prefix = SNIPPET[: SNIPPET.index("total + amount")]
+    plain = rt.next_names(prefix)
+    second = plain[1]
+    decl = Declaration("variable", "function")
+    boosted = rt.next_names(prefix, scopes={second.name: decl})
+    hit = next(c for c in boosted if c.name == second.name)
+    assert hit.score == pytest.approx(second.probability * RERANK["variable"]["function"])
+    assert hit.probability == second.probability and hit.declared == decl
+
+
+def test_complete_at_a_document_cursor(trained: tuple[CodeFill, Path]) -> None:
+    rt = CodeFillRuntime(trained[1] / "release")
+    text = SNIPPET + "\n# a comment"
+    in_comment = rt.complete(Document("file:///c.py", text), Position(8, 5))
+    assert in_comment.candidates == []
+    cut = SNIPPET.index("total + amount") + 2  # "self.to|"
+    doc = Document("file:///c.py", SNIPPET[:cut])
+    lines = SNIPPET[:cut].split("\n")
+    result = rt.complete(doc, Position(len(lines) - 1, len(lines[-1])))
+    assert result.partial == "to" and result.cardinal  # after a dot
+    assert result.candidates[0].name == "total"
+
+
+def test_statement_completion_uses_the_cache(trained: tuple[CodeFill, Path]) -> None:
+    rt = CodeFillRuntime(trained[1] / "release")
+    prefix = SNIPPET[: SNIPPET.index("self.total + amount")]
+    assert rt.statement(prefix) == ["self", ".", "total", "+", "amount"]
+    assert rt.statement(prefix, max_names=2) == ["self", "."]

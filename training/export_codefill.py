@@ -1,0 +1,108 @@
+"""Export a CodeFill checkpoint to ONNX (both decoders, KV cache, int8) and a release folder.
+
+The graph is CodeFillStep: (names, types, past) -> (name_logits, type_logits, present); the
+server reads the name logits (next-name candidates) and, when it completes a statement, the
+type logits (the type of the name it just chose, for the next step's input).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fillpoint.models.codefill import CodeFill, CodeFillStep, from_pretrained
+
+from .export import OPSET, quantize_int8, sha256
+
+
+def output_names(model: CodeFill) -> list[str]:
+    """The graph's outputs; a names-only model has no type logits."""
+    if model.config.names_only:
+        return ["name_logits", "present"]
+    return ["name_logits", "type_logits", "present"]
+
+
+def export_onnx(model: CodeFill, path: Path) -> None:
+    """Write the step graph with dynamic batch, sequence and cache lengths (fp32)."""
+    model = model.float().eval()
+    cfg = model.config
+    layers = (1 if cfg.names_only else 2) * cfg.n_layer
+    ids = torch.zeros((2, 3), dtype=torch.long)
+    past = torch.zeros((layers, 2, 2, cfg.n_head, 2, cfg.n_embd // cfg.n_head))
+    outputs = output_names(model)
+    axes = {name: {0: "batch", 1: "seq"} for name in ("names", "types", *outputs[:-1])}
+    axes |= {"past": {2: "batch", 4: "past_seq"}, "present": {2: "batch", 4: "total_seq"}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            CodeFillStep(model),
+            (ids, ids.clone(), past),
+            str(path),
+            input_names=["names", "types", "past"],
+            output_names=outputs,
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            dynamo=False,
+        )
+
+
+def parity(model: CodeFill, onnx_path: Path, steps: int = 3) -> float:
+    """Largest |logit difference| between torch and ONNX over a prompt and cached steps."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    wanted = {i.name for i in sess.get_inputs()}  # an unused types input is dropped
+    cfg = model.config
+    layers = (1 if cfg.names_only else 2) * cfg.n_layer
+    rng = np.random.default_rng(0)
+    names = rng.integers(0, cfg.n_names, size=(2, 7))
+    types = rng.integers(0, cfg.n_types, size=(2, 7))
+    past = np.zeros((layers, 2, 2, cfg.n_head, 0, cfg.n_embd // cfg.n_head), np.float32)
+    seq_n, seq_t = names, types
+    model = model.float().eval()
+    worst = 0.0
+    for _ in range(steps):
+        feed = {"names": names, "types": types, "past": past}
+        outs = sess.run(None, {k: v for k, v in feed.items() if k in wanted})
+        past = outs[-1]
+        with torch.no_grad():
+            ref = model.step(torch.from_numpy(seq_n), torch.from_numpy(seq_t))
+        for got, want in zip(outs[:-1], ref[:-1], strict=False):
+            diff = np.abs(want[:, -names.shape[1] :].numpy() - got).max()
+            worst = max(worst, float(diff))
+        names = rng.integers(0, cfg.n_names, size=(2, 1))
+        types = rng.integers(0, cfg.n_types, size=(2, 1))
+        seq_n = np.concatenate([seq_n, names], axis=1)
+        seq_t = np.concatenate([seq_t, types], axis=1)
+    return worst
+
+
+def release(checkpoint: Path, vocab: Path, out: Path, extra: dict | None = None) -> dict:
+    """Write model.onnx (int8), vocab.json, config.json and manifest.json into `out`."""
+    model = from_pretrained(checkpoint)
+    out.mkdir(parents=True, exist_ok=True)
+    fp32 = out / "model.fp32.onnx"
+    export_onnx(model, fp32)
+    fp32_parity = parity(model, fp32)
+    quantize_int8(fp32, out / "model.onnx")
+    int8_parity = parity(model, out / "model.onnx")
+    fp32.unlink()
+    shutil.copy(vocab, out / "vocab.json")
+    model.config.save(out / "config.json")
+    files = ("model.onnx", "vocab.json", "config.json")
+    manifest = {
+        "name": "fillpoint-codefill",
+        "architecture": "codefill",
+        "parameters": model.num_params(),
+        "fp32_parity_max_abs": fp32_parity,
+        "int8_parity_max_abs": int8_parity,
+        "files": {f: sha256(out / f) for f in files},
+        **(extra or {}),
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return manifest
