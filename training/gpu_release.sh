@@ -17,7 +17,6 @@ set -euo pipefail
 RUNS=(
   'pycoder-s|pycoder|{"n_layer": 4, "n_head": 8, "n_embd": 256, "lr": 2e-3}'
   'pycoder-s-notype|pycoder|{"n_layer": 4, "n_head": 8, "n_embd": 256, "lr": 2e-3, "type_loss_weight": 0.0}'
-  'pycoder-m|pycoder|{"n_layer": 6, "n_head": 6, "n_embd": 384, "lr": 1.5e-3}'
   'codefill|codefill|{"block_size": 256}'
   'codefill-names|codefill|{"block_size": 256, "names_only": true}'
 )
