@@ -1,0 +1,114 @@
+"""Sequence metrics of the evaluation, against hand-computed values and brute force."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fillpoint.training.eval_metrics import (
+    edit_sim,
+    lcs_length,
+    meteor,
+    meteor_alignment,
+    rouge_l,
+)
+
+tokens = st.lists(st.sampled_from("abc"), max_size=6)
+
+
+def brute_lcs(a: list[str], b: list[str]) -> int:
+    """The longest common subsequence by trying every subsequence of `a`."""
+    best = 0
+    for k in range(len(a) + 1):
+        for idx in itertools.combinations(range(len(a)), k):
+            sub, it = [a[i] for i in idx], iter(b)
+            if all(any(x == y for y in it) for x in sub):
+                best = max(best, k)
+    return best
+
+
+def brute_alignment(pred: list[str], ref: list[str]) -> tuple[int, int]:
+    """(matches, chunks) over every partial one-to-one map of equal tokens."""
+    options = [[None, *(j for j, r in enumerate(ref) if r == p)] for p in pred]
+    best = (0, 0)
+    for choice in itertools.product(*options):
+        used = [j for j in choice if j is not None]
+        if len(used) != len(set(used)):
+            continue
+        chunks, prev = 0, None
+        for j in choice:
+            if j is not None and (prev is None or j != prev + 1):
+                chunks += 1
+            prev = j
+        best = max(best, (len(used), -chunks))
+    return best[0], -best[1]
+
+
+def test_rouge_l_hand_computed() -> None:
+    # LCS("a b x", "a b c d") = 2: precision 2/3, recall 1/2, F1 = 4/7
+    assert rouge_l("a b x".split(), "a b c d".split()) == pytest.approx(4 / 7)
+    assert rouge_l("c a".split(), "a b c".split()) == pytest.approx(2 * (1 / 2) * (1 / 3) / (5 / 6))
+
+
+def test_rouge_l_edges() -> None:
+    assert rouge_l([], []) == 1.0
+    assert rouge_l([], ["a"]) == 0.0
+    assert rouge_l(["a"], []) == 0.0
+    assert rouge_l(["a", "b"], ["c"]) == 0.0
+    assert rouge_l(["x", "(", ")"], ["x", "(", ")"]) == 1.0
+
+
+@given(tokens, tokens)
+def test_lcs_matches_brute_force(a: list[str], b: list[str]) -> None:
+    assert lcs_length(a, b) == brute_lcs(a, b)
+
+
+@given(tokens, tokens)
+def test_rouge_l_symmetric_and_bounded(a: list[str], b: list[str]) -> None:
+    assert rouge_l(a, b) == pytest.approx(rouge_l(b, a))
+    assert 0.0 <= rouge_l(a, b) <= 1.0
+
+
+def test_meteor_hand_computed() -> None:
+    # identical, 4 tokens: Fmean 1, one chunk, penalty 0.5 * (1/4)^3
+    assert meteor("a b c d".split(), "a b c d".split()) == pytest.approx(1 - 0.5 / 64)
+    # reversed: 4 chunks of 1, penalty 0.5
+    assert meteor("d c b a".split(), "a b c d".split()) == pytest.approx(0.5)
+    # P = 2/3, R = 1/2: Fmean = PR / (0.9 P + 0.1 R) = (1/3) / 0.65; one chunk of 2
+    expected = (1 / 3) / 0.65 * (1 - 0.5 * (1 / 2) ** 3)
+    assert meteor("a b x".split(), "a b c d".split()) == pytest.approx(expected)
+
+
+def test_meteor_prefers_fewest_chunks() -> None:
+    # the second `a` could align too, but the first keeps `a b` one chunk
+    assert meteor_alignment("a b a".split(), "a b".split()) == (2, 1)
+    fmean = (2 / 3) / (0.9 * 2 / 3 + 0.1)
+    assert meteor("a b a".split(), "a b".split()) == pytest.approx(fmean * (1 - 0.5 / 8))
+
+
+def test_meteor_edges() -> None:
+    assert meteor([], []) == 1.0
+    assert meteor([], ["a"]) == 0.0
+    assert meteor(["a"], []) == 0.0
+    assert meteor(["a"], ["b"]) == 0.0
+    assert meteor(["a"], ["a"]) == pytest.approx(0.5)  # one chunk per match: the full penalty
+
+
+@given(tokens, tokens)
+def test_meteor_alignment_matches_brute_force(pred: list[str], ref: list[str]) -> None:
+    assert meteor_alignment(pred, ref) == brute_alignment(pred, ref)
+
+
+@given(st.lists(st.sampled_from("abcdef"), min_size=1, max_size=8), tokens)
+def test_meteor_bounded_and_best_on_identity(ref: list[str], other: list[str]) -> None:
+    identical = meteor(ref, ref)
+    assert identical == pytest.approx(1 - 0.5 * (1 / len(ref)) ** 3)  # one chunk, even with repeats
+    assert 0.0 <= meteor(other, ref) <= identical + 1e-12
+
+
+def test_edit_sim() -> None:
+    assert edit_sim(" x = 1 ", "x = 1") == 100.0
+    assert edit_sim("abcd", "abxx") == pytest.approx(50.0)
