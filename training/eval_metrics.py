@@ -1,4 +1,4 @@
-"""Sequence metrics of the evaluation: ROUGE-L, METEOR (exact matches only), edit similarity.
+"""Metrics of the evaluation: ranks, ROUGE-L, METEOR (exact matches only), edit similarity.
 
 METEOR normally also matches stems and WordNet synonyms; neither means much for code tokens,
 and the WordNet data is not available offline, so only exact matches align here.
@@ -79,3 +79,17 @@ def meteor(pred: Sequence[str], ref: Sequence[str]) -> float:
 def edit_sim(pred: str, truth: str) -> float:
     """Edit similarity 0-100 of two lines, ignoring surrounding whitespace (CodeXGLUE's ratio)."""
     return difflib.SequenceMatcher(None, pred.strip(), truth.strip()).ratio() * 100
+
+
+def rank_metrics(ranked_lists: list[list[str]], truths: list[str]) -> dict:
+    """top-1, top-5 and MRR@10 (reciprocal rank of the truth in the top 10, 0 if absent)."""
+    n = len(truths)
+    top1 = top5 = mrr = 0.0
+    for ranked, truth in zip(ranked_lists, truths, strict=True):
+        ranked = ranked[:10]
+        if truth in ranked:
+            r = ranked.index(truth) + 1
+            mrr += 1 / r
+            top1 += r == 1
+            top5 += r <= 5
+    return {"top1": top1 / n, "top5": top5 / n, "mrr10": mrr / n, "n": n} if n else {"n": 0}

@@ -1,20 +1,25 @@
-"""Sequence metrics of the evaluation, against hand-computed values and brute force."""
+"""Metrics and samplers of the evaluation, against hand-computed values and brute force."""
 
 from __future__ import annotations
 
 import itertools
+import random
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fillpoint.training.eval_infill import span_in
 from fillpoint.training.eval_metrics import (
     edit_sim,
     lcs_length,
     meteor,
     meteor_alignment,
+    rank_metrics,
     rouge_l,
 )
+from fillpoint.training.eval_ngram import context_tokens, file_copy, first_statement, lex
+from fillpoint.training.eval_statement import StatementSample, score
 
 tokens = st.lists(st.sampled_from("abc"), max_size=6)
 
@@ -109,6 +114,46 @@ def test_meteor_bounded_and_best_on_identity(ref: list[str], other: list[str]) -
     assert 0.0 <= meteor(other, ref) <= identical + 1e-12
 
 
-def test_edit_sim() -> None:
+def test_edit_sim_and_rank_metrics() -> None:
     assert edit_sim(" x = 1 ", "x = 1") == 100.0
     assert edit_sim("abcd", "abxx") == pytest.approx(50.0)
+    m = rank_metrics([["a", "b"], ["c"], []], ["b", "c", "d"])
+    assert m == pytest.approx({"top1": 1 / 3, "top5": 2 / 3, "mrr10": (1 / 2 + 1) / 3, "n": 3})
+    assert rank_metrics([], []) == {"n": 0}
+
+
+def test_lexical_tokens_and_statements() -> None:
+    assert lex("x = 'a'\nif x:\n    y(1)\n") == [
+        *("x", "=", "<str>", "<nl>", "if", "x", ":", "<nl>", "y", "(", "1", ")", "<nl>")
+    ]
+    assert context_tokens("x = 1\n    ") == ["x", "=", "1", "<nl>"]  # the statement ended
+    assert context_tokens("x = 1\ny = ") == ["x", "=", "1", "<nl>", "y", "="]  # still open
+    assert context_tokens("f(a,\n  ") == ["f", "(", "a", ","]
+    assert first_statement("foo(a,\n  b)\nbar") == (["foo", "(", "a", ",", "b", ")"], True)
+    assert first_statement("foo(a,") == (["foo", "(", "a", ","], False)
+
+
+def test_file_copy_repeats_what_followed() -> None:
+    assert file_copy("self.a = 1\nself.b = f(2)\nself.", 3) == ["b", "=", "f"]
+    assert file_copy("x = 1\n", 3) == []
+
+
+def test_statement_scores_per_n() -> None:
+    samples = [StatementSample("", "", list("abcd")), StatementSample("", "", list("ab"))]
+    out = score([list("abxx"), list("ab")], samples)
+    assert out["2"] == {"rouge_l": 100.0, "meteor": pytest.approx(100 * (1 - 0.5 / 8)), "n": 2}
+    assert out["4"]["n"] == 1
+    assert out["4"]["rouge_l"] == pytest.approx(50.0)
+    assert "5" not in out
+
+
+@given(st.text(alphabet="ab_ (),.=1", min_size=0, max_size=30), st.integers(0, 2**32))
+def test_span_in_ends_where_ghost_text_may(body: str, seed: int) -> None:
+    span = span_in(body, random.Random(seed))
+    if span is None:
+        return
+    a, b = span
+    indent = len(body) - len(body.lstrip())
+    assert indent < a < b <= len(body)
+    assert body[a:b].strip()
+    assert b == len(body) or not (body[b].isalnum() or body[b] == "_")

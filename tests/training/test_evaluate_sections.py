@@ -1,0 +1,102 @@
+"""The evaluation end to end on the tiny model: every section runs and reports sane numbers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from fillpoint.training.eval_ablation import parse_ablation
+from fillpoint.training.eval_infill import sample_spans
+from fillpoint.training.eval_ngram import first_statement
+from fillpoint.training.eval_statement import sample_statements
+from fillpoint.training.evaluate import add_arguments, main
+
+pytestmark = pytest.mark.slow
+
+
+HELD_OUT = ("textwrap", "shlex", "fnmatch", "glob", "queue", "sched", "colorsys", "bisect")
+
+
+@pytest.fixture(scope="module")
+def eval_corpus(small_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small corpus with standard-library modules it does not hold as the test split."""
+    out = tmp_path_factory.mktemp("eval-corpus")
+    for split in ("train", "valid"):
+        shutil.copy(small_corpus / f"{split}.jsonl", out / f"{split}.jsonl")
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    with (out / "test.jsonl").open("w") as f:
+        for name in HELD_OUT:
+            text = (stdlib / f"{name}.py").read_text(encoding="utf-8")
+            f.write(json.dumps({"package": name, "path": f"{name}.py", "text": text}) + "\n")
+    return out
+
+
+def test_statement_samples_continue_their_statement(eval_corpus: Path) -> None:
+    samples = sample_statements(eval_corpus, 5, seed=3)
+    assert samples
+    for s in samples:
+        assert 2 <= len(s.truth) <= 8
+        head = first_statement(s.head)[0]
+        whole, _ = first_statement(s.head + _rest(eval_corpus, s))
+        assert whole[len(head) : len(head) + len(s.truth)] == s.truth
+
+
+def _rest(corpus: Path, sample) -> str:
+    """The text after a sample's cut, found in the corpus file it came from."""
+    for line in (corpus / "test.jsonl").read_text().splitlines():
+        text = json.loads(line)["text"]
+        if text.startswith(sample.prefix):
+            return text[len(sample.prefix) :]
+    raise AssertionError("sample not found in the corpus")
+
+
+def test_spans_cut_the_file_in_three(eval_corpus: Path) -> None:
+    texts = [json.loads(x)["text"] for x in (eval_corpus / "test.jsonl").read_text().splitlines()]
+    samples = sample_spans(eval_corpus, 5, seed=1)
+    assert samples
+    for s in samples:
+        assert s.prefix + s.truth + s.suffix in texts
+        assert "\n" not in s.truth and s.truth.strip()
+
+
+def test_parse_ablation() -> None:
+    assert parse_ablation("no-type=runs/a/release") == ("no-type", Path("runs/a/release"))
+    for bad in ("runs/a", "=x", "x="):
+        with pytest.raises(Exception, match="NAME=PATH"):
+            parse_ablation(bad)
+
+
+def test_eval_command_on_tiny_model(
+    tiny_model_dir: Path, eval_corpus: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "evaluation"
+    argv = [
+        *("--model", str(tiny_model_dir), "--corpus", str(eval_corpus)),
+        *("--n-ident", "4", "--n-line", "3", "--n-statement", "4", "--n-infill", "4"),
+        *("--ablation", f"again={tiny_model_dir}", "--out", str(out)),
+    ]
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    main(parser.parse_args(argv))
+    results = json.loads((out / "results.json").read_text())
+    stmt = results["statement"]
+    assert set(stmt) == {"fillpoint (healing)", "trigram", "file copy"}
+    for method in stmt.values():
+        assert method["by_n"]["2"]["n"] == 4  # every sample has two tokens left
+        for m in method["by_n"].values():
+            assert 0 <= m["rouge_l"] <= 100 and 0 <= m["meteor"] <= 100
+    assert set(results["infill"]) == {"healing", "naive", "bytelevel"}
+    for m in results["infill"].values():
+        assert m["n"] == 4 and 0 <= m["exact"] <= 1 and m["p50_ms"] > 0
+    # the same model twice: the ablation row must equal the main run's numbers
+    rows = list(results["ablation"].values())
+    assert len(rows) == 2 and rows[0] == pytest.approx(rows[1])
+    md = (out / "results.md").read_text()
+    for title in ("statement completion", "random-span infilling", "ablation", "METEOR"):
+        assert title in md
+    assert (out / "statement.png").stat().st_size > 1000
