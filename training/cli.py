@@ -100,6 +100,13 @@ def cmd_codefill(args: argparse.Namespace) -> None:
     print(f"checkpoint: {out / 'checkpoint'}")
 
 
+def cmd_codefill_release(args: argparse.Namespace) -> None:
+    from .export_codefill import release
+
+    manifest = release(Path(args.checkpoint), Path(args.vocab), Path(args.out))
+    print(json.dumps(manifest, indent=2))
+
+
 def add_codefill_parsers(sub: argparse._SubParsersAction) -> None:
     """`codefill-data` and `codefill`: the CodeFill-style dual name/type model."""
     from .train_codefill import CodeFillTrainConfig
@@ -117,6 +124,18 @@ def add_codefill_parsers(sub: argparse._SubParsersAction) -> None:
     m = sub.add_parser("codefill", help="train the CodeFill-style dual name/type model")
     _add_dataclass_args(m, CodeFillTrainConfig)
     m.set_defaults(func=cmd_codefill)
+
+    r = sub.add_parser("codefill-release", help="export a CodeFill checkpoint to int8 ONNX")
+    r.add_argument("--checkpoint", default="runs/codefill/checkpoint")
+    r.add_argument("--vocab", default="data/codefill/vocab.json")
+    r.add_argument("--out", default="runs/codefill/release")
+    r.set_defaults(func=cmd_codefill_release)
+
+    from .evaluate_codefill import add_arguments, main
+
+    v = sub.add_parser("codefill-eval", help="evaluate a CodeFill release or checkpoint")
+    add_arguments(v)
+    v.set_defaults(func=main)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""CodeFill data and training: encoding the corpus, SC targets, a tiny run that resumes."""
+"""CodeFill data, training and evaluation: encoding, SC targets, a tiny run, the metrics."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from fillpoint.completion.codefill_streams import EOS, N_TYPES, Vocab
-from fillpoint.models.codefill import from_pretrained
+from fillpoint.completion.codefill_streams import EOS, N_TYPES, NUM, Vocab
+from fillpoint.models.codefill import CodeFill, CodeFillConfig, from_pretrained, save_pretrained
 from fillpoint.training.codefill_data import build
+from fillpoint.training.evaluate import LineSample
+from fillpoint.training.evaluate_codefill import evaluate, statement_truth
 from fillpoint.training.train_codefill import (
     CodeFillTrainConfig,
     make_batch,
@@ -91,3 +93,32 @@ def test_tiny_training_run_saves_and_resumes(tmp_path: Path, names_only: bool) -
     train(replace(cfg, max_steps=33))  # resumes from step 30
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["step"] == 32
+
+
+def test_statement_truth_runs_to_the_end_of_the_statement() -> None:
+    sample = LineSample("def f(a):\n    x = a.", "total + g(1)")
+    assert statement_truth(sample) == ["total", "+", "g", "(", NUM, ")"]
+    assert statement_truth(LineSample("x = f(", "a,")) is None  # the call goes on
+
+
+@pytest.mark.usefixtures("torch_one_thread")
+def test_evaluate_a_checkpoint_end_to_end(small_corpus: Path, tmp_path: Path) -> None:
+    build(small_corpus, tmp_path / "data", vocab_size=400, max_files=4, jobs=1)
+    vocab = Vocab.from_file(tmp_path / "data" / "vocab.json")
+    torch.manual_seed(0)
+    cfg = CodeFillConfig(vocab.n_vocab, N_TYPES, 256, n_layer=1, n_head=2, n_embd=16)
+    model = CodeFill(cfg)
+    with torch.no_grad():  # trained decoders differ; identical ones share ONNX initializers
+        for p in model.type_decoder.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    save_pretrained(model, tmp_path / "checkpoint")
+    results = evaluate(
+        tmp_path / "checkpoint", small_corpus, n_ident=6, n_line=6, split="valid",
+        vocab=tmp_path / "data" / "vocab.json",
+    )  # fmt: skip
+    for section in ("identifier_starts", "mid_token"):
+        table = results[section]
+        assert table["codefill"]["n"] == table["file frequency"]["n"] > 0
+        assert all(0 <= table[r]["mrr10"] <= 1 for r in ("codefill", "file frequency"))
+    assert results["cardinal_points"]["codefill"]["n"] <= 6
+    assert results["statement"]["n"] >= 0 and results["latency_p50_ms"] > 0
