@@ -146,9 +146,7 @@ class _OnnxStream:
         self.lm, self.past, self.row, self.room = lm, past, row, room
 
     def push(self, token: int) -> None:
-        logits, self.past = self.lm.session.run(
-            None, {"input_ids": np.asarray([[token]], np.int64), "past": self.past}
-        )
+        logits, self.past = self.lm.run(np.asarray([[token]], np.int64), self.past)
         self.row, self.room = log_softmax(logits[0, -1]), self.room - 1
 
 
@@ -186,9 +184,7 @@ class OnnxScorer:
         if past.shape[4] + ids.shape[1] > self.lm.block_size:
             raise EngineError("byte-level prompt does not fit the model's context")
         self.calls += 1
-        feeds = {"input_ids": np.ascontiguousarray(ids, np.int64), "past": past}
-        logits, present = self.lm.session.run(None, feeds)
-        return logits, present
+        return self.lm.run(ids, past)
 
     def _entry(self, prefix: Ids) -> tuple[dict[Ids, np.ndarray], dict[Ids, np.ndarray]]:
         """The rows and KV caches after `prefix`; a new prefix runs only the tokens after its

@@ -34,6 +34,14 @@ def byte_decoder() -> dict[str, int]:
     return {chr(c): b for b, c in zip(bs, cs, strict=True)}
 
 
+def causal_inputs(batch: int, past_len: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The mask (B, T, P+T) and position ids (B, T) of plain decoding after a P-token cache."""
+    keys = np.arange(past_len + n)[None, :] <= past_len + np.arange(n)[:, None]  # (T, P+T)
+    mask = np.broadcast_to(keys, (batch, n, past_len + n))
+    pos = np.broadcast_to(np.arange(past_len, past_len + n, dtype=np.int64), (batch, n))
+    return np.ascontiguousarray(mask), np.ascontiguousarray(pos)
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What the engine reports about a loaded model."""
@@ -93,6 +101,11 @@ class OnnxDecoder:
             self.session = ort.InferenceSession(
                 str(folder / "model.onnx"), opts, providers=["CPUExecutionProvider"]
             )
+            # graphs exported before the explicit mask input decode causally only
+            self.tree_inputs = {i.name for i in self.session.get_inputs()} >= {
+                "attn_mask",
+                "position_ids",
+            }
             self.n_layer, self.n_head = cfg["n_layer"], cfg["n_head"]
             self.head_dim = cfg["n_embd"] // cfg["n_head"]
             self.block_size = cfg["block_size"]
@@ -137,21 +150,42 @@ class OnnxDecoder:
         """A cache holding nothing yet: (L, 2, B, H, 0, D)."""
         return np.zeros((self.n_layer, 2, batch, self.n_head, 0, self.head_dim), np.float32)
 
+    def run(
+        self,
+        ids: np.ndarray,
+        past: np.ndarray,
+        mask: np.ndarray | None = None,
+        pos: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Raw logits (B, T, V) and the extended cache; causal after the cache by default.
+
+        `mask` (B, T, P+T) says which cached and new tokens each new token sees, `pos`
+        (B, T) gives their positions: a tree of drafts is verified in one call.
+        """
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        feed = {"input_ids": ids, "past": past}
+        if mask is not None and not self.tree_inputs:
+            raise EngineError("this model's graph has no attention-mask input")
+        if self.tree_inputs:
+            if mask is None or pos is None:
+                mask, pos = causal_inputs(ids.shape[0], past.shape[4], ids.shape[1])
+            feed["attn_mask"], feed["position_ids"] = mask, pos
+        logits, present = self.session.run(None, feed)
+        return logits, present
+
     def step_all(self, ids: np.ndarray, past: np.ndarray) -> np.ndarray:
         """Log-probs after every position of `ids` (B, T, V), for teacher-forced scoring."""
-        logits, _ = self.session.run(
-            None, {"input_ids": np.ascontiguousarray(ids, dtype=np.int64), "past": past}
-        )
-        logits = logits.astype(np.float64)
-        logits -= logits.max(axis=2, keepdims=True)
-        return logits - np.log(np.exp(logits).sum(axis=2, keepdims=True))
+        logits, _ = self.run(ids, past)
+        return log_softmax(logits)
 
     def step(self, ids: np.ndarray, past: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Log-probs of the token after the last of `ids` (B, V), and the extended cache."""
-        logits, present = self.session.run(
-            None, {"input_ids": np.ascontiguousarray(ids, dtype=np.int64), "past": past}
-        )
-        last = logits[:, -1, :].astype(np.float64)
-        last -= last.max(axis=1, keepdims=True)
-        logp = last - np.log(np.exp(last).sum(axis=1, keepdims=True))
-        return logp, present
+        logits, present = self.run(ids, past)
+        return log_softmax(logits[:, -1, :]), present
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Log-probs (float64) over the last axis."""
+    x = logits.astype(np.float64)
+    x -= x.max(axis=-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))

@@ -2,7 +2,8 @@
 
 The type head is an auxiliary task (loss 0.9 * CE(token) + 0.1 * CE(type)); at inference only
 the token head runs. Attention takes an optional cache of past keys/values so the exported ONNX
-graph decodes incrementally.
+graph decodes incrementally, and an optional explicit mask with position ids so one call can
+verify a tree of draft tokens (each one sees the cache and its own ancestors only).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class SelfAttention(nn.Module):
         self.dropout = cfg.dropout
 
     def forward(
-        self, x: torch.Tensor, past: torch.Tensor | None = None
+        self, x: torch.Tensor, past: torch.Tensor | None = None, mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
@@ -60,11 +61,14 @@ class SelfAttention(nn.Module):
         if past is not None:  # past: (2, B, H, P, D)
             k = torch.cat([past[0], k], dim=2)  # (B, H, P+T, D)
             v = torch.cat([past[1], v], dim=2)
-            P = past.shape[3]
-            # query i (absolute position P+i) sees keys 0..P+i
-            mask = torch.arange(k.shape[2], device=x.device)[None, :] <= (
-                P + torch.arange(T, device=x.device)[:, None]
-            )
+            if mask is None:
+                P = past.shape[3]
+                # query i (absolute position P+i) sees keys 0..P+i
+                mask = torch.arange(k.shape[2], device=x.device)[None, :] <= (
+                    P + torch.arange(T, device=x.device)[:, None]
+                )
+            else:
+                mask = mask[:, None]  # (B, 1, T, P+T): the same for every head
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         else:
             drop = self.dropout if self.training else 0.0
@@ -86,9 +90,9 @@ class Block(nn.Module):
         )
 
     def forward(
-        self, x: torch.Tensor, past: torch.Tensor | None = None
+        self, x: torch.Tensor, past: torch.Tensor | None = None, mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        a, present = self.attn(self.ln_1(x), past)
+        a, present = self.attn(self.ln_1(x), past, mask)
         x = x + a
         return x + self.mlp(self.ln_2(x)), present
 
@@ -124,16 +128,26 @@ class PyCoder(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def hidden(
-        self, ids: torch.Tensor, past: torch.Tensor | None = None
+        self,
+        ids: torch.Tensor,
+        past: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Final hidden states (B, T, C) and the new cache (L, 2, B, H, P+T, D)."""
+        """Final hidden states (B, T, C) and the new cache (L, 2, B, H, P+T, D).
+
+        Without `attn_mask` (bool (B, T, P+T), True = may attend) attention is causal over
+        the cache; without `position_ids` (B, T) the tokens follow the cache. Both only
+        apply with a cache: training runs neither.
+        """
         B, T = ids.shape
-        start = 0 if past is None else past.shape[4]
-        pos = torch.arange(start, start + T, device=ids.device)
-        x = self.wte(ids) + self.wpe(pos)  # (B, T, C)
+        if position_ids is None:
+            start = 0 if past is None else past.shape[4]
+            position_ids = torch.arange(start, start + T, device=ids.device)
+        x = self.wte(ids) + self.wpe(position_ids)  # (B, T, C)
         presents = []
         for i, block in enumerate(self.blocks):
-            x, present = block(x, None if past is None else past[i])
+            x, present = block(x, None if past is None else past[i], attn_mask)
             presents.append(present)
         return self.ln_f(x), torch.stack(presents)
 
@@ -172,14 +186,24 @@ class PyCoder(nn.Module):
 
 
 class PyCoderStep(nn.Module):
-    """The exported graph: (ids, past) -> (logits, present); one call per decoding step."""
+    """The exported graph: (ids, past, attn_mask, position_ids) -> (logits, present).
+
+    One call per decoding step, or per draft tree; mask and positions are explicit so the
+    caller decides what each new token sees (the causal defaults for plain decoding).
+    """
 
     def __init__(self, model: PyCoder) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, ids: torch.Tensor, past: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h, present = self.model.hidden(ids, past)
+    def forward(
+        self,
+        ids: torch.Tensor,
+        past: torch.Tensor,
+        attn_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        h, present = self.model.hidden(ids, past, attn_mask, position_ids)
         return self.model.lm_head(h), present
 
 

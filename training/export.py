@@ -9,15 +9,21 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 
+from fillpoint.completion.runtime import causal_inputs
 from fillpoint.models.pycoder import PyCoder, PyCoderStep, from_pretrained
 
 OPSET = 17
 
 
 def export_onnx(model: PyCoder, path: Path) -> None:
-    """Write the step graph (ids, past) -> (logits, present) with dynamic batch and lengths."""
+    """Write the step graph (ids, past, attn_mask, position_ids) -> (logits, present).
+
+    Batch, new and cached lengths are dynamic; the mask and positions are inputs so that a
+    caller can verify a tree of draft tokens in one call.
+    """
     model = model.float().eval()
     model.untie()
     step = PyCoderStep(model)
@@ -25,17 +31,20 @@ def export_onnx(model: PyCoder, path: Path) -> None:
     head = cfg.n_embd // cfg.n_head
     ids = torch.zeros((2, 3), dtype=torch.long)
     past = torch.zeros((cfg.n_layer, 2, 2, cfg.n_head, 2, head))
+    mask, pos = (torch.from_numpy(a) for a in causal_inputs(2, 2, 3))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             step,
-            (ids, past),
+            (ids, past, mask, pos),
             str(path),
-            input_names=["input_ids", "past"],
+            input_names=["input_ids", "past", "attn_mask", "position_ids"],
             output_names=["logits", "present"],
             dynamic_axes={
                 "input_ids": {0: "batch", 1: "seq"},
                 "past": {2: "batch", 4: "past_seq"},
+                "attn_mask": {0: "batch", 1: "seq", 2: "total_seq"},
+                "position_ids": {0: "batch", 1: "seq"},
                 "logits": {0: "batch", 1: "seq"},
                 "present": {2: "batch", 4: "total_seq"},
             },
@@ -44,11 +53,80 @@ def export_onnx(model: PyCoder, path: Path) -> None:
         )
 
 
+def _row_quantized_matmul(node: onnx.NodeProto, w: np.ndarray) -> tuple[list, list]:
+    """Nodes and initializers that replace `x @ w` by an int8 product with per-row scales.
+
+    Weights: symmetric int8, one scale per output column. Activations: symmetric, one scale
+    per row (token), stored as uint8 around a zero point of 128 (the fast u8s8 kernels).
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    p, x = node.name or node.output[0], node.input[0]
+    w_scale = np.abs(w).max(axis=0) / 127.0
+    w_scale[w_scale == 0] = 1.0
+    w_q = np.clip(np.round(w / w_scale), -127, 127).astype(np.int8)
+    inits = [
+        numpy_helper.from_array(w_q, f"{p}_wq"),
+        numpy_helper.from_array(w_scale.astype(np.float32), f"{p}_ws"),
+        numpy_helper.from_array(np.array(1 / 127.0, np.float32), f"{p}_inv127"),
+        numpy_helper.from_array(np.array(1e-12, np.float32), f"{p}_eps"),
+        numpy_helper.from_array(np.array(128.0, np.float32), f"{p}_128"),
+        numpy_helper.from_array(np.array(128, np.uint8), f"{p}_zp"),
+    ]
+
+    def op(kind: str, ins: list[str], out: str, **attrs: object) -> onnx.NodeProto:
+        return helper.make_node(kind, ins, [out], name=f"{out}_node", **attrs)
+
+    nodes = [
+        op("Abs", [x], f"{p}_abs"),
+        op("ReduceMax", [f"{p}_abs"], f"{p}_max", axes=[-1], keepdims=1),
+        op("Mul", [f"{p}_max", f"{p}_inv127"], f"{p}_s0"),
+        op("Max", [f"{p}_s0", f"{p}_eps"], f"{p}_s"),  # (B, T, 1): one scale per row
+        op("Div", [x, f"{p}_s"], f"{p}_xs"),
+        op("Round", [f"{p}_xs"], f"{p}_xr"),
+        op("Add", [f"{p}_xr", f"{p}_128"], f"{p}_xu"),
+        op("Cast", [f"{p}_xu"], f"{p}_xq", to=TensorProto.UINT8),
+        op("MatMulInteger", [f"{p}_xq", f"{p}_wq", f"{p}_zp"], f"{p}_y32"),
+        op("Cast", [f"{p}_y32"], f"{p}_yf", to=TensorProto.FLOAT),
+        # the column scales first: onnxruntime fuses Cast -> Mul into its int8 matmul, and
+        # that fusion handles a per-column scale but not a per-row one
+        op("Mul", [f"{p}_yf", f"{p}_ws"], f"{p}_yw"),
+        op("Mul", [f"{p}_yw", f"{p}_s"], node.output[0]),
+    ]
+    return nodes, inits
+
+
 def quantize_int8(src: Path, dst: Path) -> None:
-    """Dynamic int8 quantization of the matmuls (the untied output head included)."""
+    """int8 weights for every matmul (the untied output head included) and the embeddings.
+
+    Matmul activations are quantized per row, so a token's logits do not depend on the other
+    tokens of the same call: a draft tree verified in one call decodes exactly what one call
+    per token would. (Per-tensor dynamic quantization shares one scale across the batch.)
+    """
+    from onnx import numpy_helper
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    gathered = dst.with_suffix(".gather.onnx")
+    quantize_dynamic(
+        str(src), str(gathered), weight_type=QuantType.QInt8, op_types_to_quantize=["Gather"]
+    )
+    model = onnx.load(str(gathered))
+    gathered.unlink()
+    graph = model.graph
+    weights = {t.name: t for t in graph.initializer}
+    nodes = []
+    for node in graph.node:
+        w = weights.get(node.input[1]) if node.op_type == "MatMul" else None
+        if w is None or len(w.dims) != 2:
+            nodes.append(node)
+            continue
+        new_nodes, inits = _row_quantized_matmul(node, numpy_helper.to_array(w).astype(np.float32))
+        graph.initializer.remove(w)
+        graph.initializer.extend(inits)
+        nodes += new_nodes
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.save(model, str(dst))
 
 
 def sha256(path: Path) -> str:
@@ -73,7 +151,9 @@ def parity(model: PyCoder, onnx_path: Path, vocab: int, steps: int = 3) -> float
     worst = 0.0
     step = PyCoderStep(model.float().eval())
     for _ in range(steps):
-        logits, past = sess.run(None, {"input_ids": ids.astype(np.int64), "past": past})
+        mask, pos = causal_inputs(2, past.shape[4], ids.shape[1])
+        feed = {"input_ids": ids.astype(np.int64), "past": past}
+        logits, past = sess.run(None, {**feed, "attn_mask": mask, "position_ids": pos})
         with torch.no_grad():
             ref, _ = step(torch.from_numpy(seq), None)
         worst = max(worst, float(np.abs(ref[:, -ids.shape[1] :].numpy() - logits).max()))

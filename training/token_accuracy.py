@@ -51,10 +51,7 @@ def file_hits(lm: OnnxDecoder, text: str) -> tuple[np.ndarray, list[int]]:
     # predicted once, with at least a few hundred pieces of context beyond the first window.
     for start in range(0, len(enc.ids), window - 1):
         chunk = ids[start : start + window]
-        logits, _ = lm.session.run(
-            None,
-            {"input_ids": np.asarray([chunk], np.int64), "past": lm.empty_past(1)},
-        )
+        logits, _ = lm.run(np.asarray([chunk], np.int64), lm.empty_past(1))
         pred = logits[0, :-1].argmax(-1)
         hits[start : start + len(chunk) - 1] = pred == np.asarray(chunk[1:])
     spans = lexical_spans(text)

@@ -354,6 +354,10 @@ class FakeDecoder:
     def empty_past(self, batch: int = 1) -> np.ndarray:
         return np.zeros((1, 2, batch, 1, 0, 1), np.float32)
 
+    def run(self, ids: np.ndarray, past: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        feed = {"input_ids": np.ascontiguousarray(ids, np.int64), "past": past}
+        return tuple(self.session.run(None, feed))  # type: ignore[return-value]
+
 
 def test_onnx_scorer_batches_to_the_same_rows(real_tok: Tokenizer) -> None:
     lm = FakeDecoder(real_tok)

@@ -98,17 +98,32 @@ def test_cached_steps_match_a_full_forward(lm: OnnxDecoder, tiny_fp32_model_dir:
         logp, past = decoder.step(np.asarray([ids[:-4]]), decoder.empty_past(1))
         for t in ids[-4:]:
             logp, past = decoder.step(np.asarray([[t]]), past)
-        # int8 quantizes activations per call, so the int8 model only agrees approximately
         assert np.abs(logp - full).max() < tol
 
 
-def test_batched_rows_are_independent(tiny_fp32_model_dir: Path) -> None:
-    lm = OnnxDecoder(tiny_fp32_model_dir, threads=1)
+@pytest.mark.parametrize("precision", ["int8", "fp32"])
+def test_batched_rows_are_independent(
+    lm: OnnxDecoder, tiny_fp32_model_dir: Path, precision: str
+) -> None:
+    # int8 quantizes activations per row: a token's logits do not depend on its batch
+    if precision == "fp32":
+        lm = OnnxDecoder(tiny_fp32_model_dir, threads=1)
     a, b = lm.encode("for i in range(3):"), lm.encode("while True: pass")
     n = min(len(a), len(b))
     both, _ = lm.step(np.asarray([a[:n], b[:n]]), lm.empty_past(2))
     alone, _ = lm.step(np.asarray([b[:n]]), lm.empty_past(1))
     assert np.abs(both[1] - alone[0]).max() < 1e-4
+
+
+def test_explicit_causal_inputs_equal_the_default(lm: OnnxDecoder) -> None:
+    from fillpoint.completion.runtime import causal_inputs
+
+    ids = np.asarray([lm.encode("import os\nprint(os.getcwd())")])
+    logp, past = lm.step(ids[:, :-3], lm.empty_past(1))
+    default, _ = lm.run(ids[:, -3:], past)
+    mask, pos = causal_inputs(1, past.shape[4], 3)
+    explicit, _ = lm.run(ids[:, -3:], past, mask, pos)
+    assert np.array_equal(default, explicit)
 
 
 # --- failures -------------------------------------------------------------------------------

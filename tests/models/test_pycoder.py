@@ -107,6 +107,34 @@ def test_empty_cache_and_step_graph_match_the_model() -> None:
     assert present.shape == (2, 2, 2, 4, 7, 8)
 
 
+def test_a_tree_mask_with_positions_matches_decoding_each_branch() -> None:
+    model = make()
+    prompt, a, b = ids(1, 6), ids(1, 3, seed=7), ids(1, 2, seed=8)
+    # one call for the tree: branch a (3 tokens) and branch b (2 tokens), both after prompt
+    tree = torch.cat([a, b], dim=1)  # (1, 5)
+    parent = [-1, 0, 1, -1, 3]
+    mask = torch.zeros(1, 5, 6 + 5, dtype=torch.bool)
+    mask[:, :, :6] = True
+    depth = []
+    for i in range(5):
+        j, d = i, 0
+        while j != -1:
+            mask[0, i, 6 + j] = True
+            j, d = parent[j], d + 1
+        depth.append(6 + d - 1)
+    step = PyCoderStep(model)
+    with torch.no_grad():
+        _, past = model.hidden(prompt)
+        got, present = step(tree, past, mask, torch.tensor([depth]))
+        ref_a, _ = step(a, past)
+        ref_b, _ = step(b, past)
+        default, _ = step(a, past, None, None)
+    assert torch.allclose(got[:, :3], ref_a, atol=1e-5)
+    assert torch.allclose(got[:, 3:], ref_b, atol=1e-5)
+    assert torch.equal(default, ref_a)
+    assert present.shape[4] == 6 + 5
+
+
 def test_the_cache_is_causal_a_later_token_changes_nothing_before_it() -> None:
     model = make()
     a, b = ids(1, 8, seed=5), ids(1, 8, seed=5)

@@ -42,6 +42,8 @@ def test_graph_signature_has_dynamic_batch_and_lengths(fp32_onnx: Path) -> None:
     assert sig == {
         "input_ids": ["batch", "seq"],
         "past": [2, 2, "batch", 2, "past_seq", 32],
+        "attn_mask": ["batch", "seq", "total_seq"],
+        "position_ids": ["batch", "seq"],
         "logits": ["batch", "seq", 512],
         "present": [2, 2, "batch", 2, "total_seq", 32],
     }
@@ -58,6 +60,7 @@ def test_int8_quantizes_every_linear_layer_and_the_head(
     n_layer, n_embd, vocab = 2, 64, 512
     ops = [n.op_type for n in graph.node]
     assert ops.count("MatMulInteger") == 4 * n_layer + 1  # qkv, proj, 2 MLP per layer + head
+    assert "DynamicQuantizeLinear" not in ops  # activation scales are per row, not per call
     int8_shapes = [list(t.dims) for t in graph.initializer if t.data_type == onnx.TensorProto.INT8]
     assert [n_embd, vocab] in int8_shapes  # the untied output head
 
