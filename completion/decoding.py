@@ -244,6 +244,52 @@ def looping(ids: list[int], k: int = 4) -> bool:
     return any(ids[i : i + k] == tail for i in range(len(ids) - k))
 
 
+class LineState:
+    """Greedy line decoding one token at a time: the choice and the stop rules, no model.
+
+    `push(row)` takes the log-probs of the next token and returns the chosen token, or None
+    when decoding stops. Plain greedy decoding and Token Recycling both drive it, so they
+    stop at the same places by construction.
+    """
+
+    def __init__(self, vocab: Vocab, need: str, max_tokens: int) -> None:
+        self.vocab, self.need, self.max_tokens = vocab, need, max_tokens
+        self.pieces: list[str] = []
+        self.ids: list[int] = []
+        self.total = 0.0
+        self.spelled = 0
+        self.done = max_tokens <= 0
+
+    def push(self, row: np.ndarray) -> int | None:
+        """Choose the next token from `row` (V,), or stop; None once decoding has stopped."""
+        if self.done:
+            return None
+        if self.spelled < len(self.need):
+            row = np.where(allowed_for_need(self.vocab, self.need[self.spelled :]), row, -np.inf)
+        t = int(np.argmax(row))
+        if self.vocab.special[t] or not np.isfinite(row[t]):
+            self.done = True
+            return None
+        self.pieces.append(self.vocab.texts[t])
+        self.spelled += len(self.pieces[-1])
+        self.ids.append(t)
+        self.total += float(row[t])
+        if looping(self.ids):
+            del self.pieces[-4:]
+            self.done = True
+        elif self.spelled > len(self.need) and "\n" in "".join(self.pieces)[len(self.need) :]:
+            self.done = True
+        elif len(self.ids) >= self.max_tokens:
+            self.done = True
+        return t
+
+    def result(self) -> tuple[str, float]:
+        """(text after `need` up to the end of the line, mean log-prob of the chosen tokens)."""
+        text = "".join(self.pieces)
+        out = text[len(self.need) :] if len(text) >= len(self.need) else ""
+        return out.split("\n", 1)[0], (self.total / len(self.ids) if self.ids else 0.0)
+
+
 def greedy_line(
     lm: OnnxDecoder,
     vocab: Vocab,
@@ -259,33 +305,15 @@ def greedy_line(
     """
     ids = _fit(prompt.ids, lm.block_size - max_tokens - 1) or [lm.eot_token]
     logp, past = _prefill(lm, ids, cache)
-    pieces: list[str] = []
-    out_ids: list[int] = []
-    total = 0.0
-    for _ in range(max_tokens):
+    state = LineState(vocab, prompt.need, max_tokens)
+    while True:
         if cancel is not None:
             cancel.check()
-        row = logp[0]
-        spelled = sum(map(len, pieces))
-        if spelled < len(prompt.need):
-            mask = allowed_for_need(vocab, prompt.need[spelled:])
-            row = np.where(mask, row, -np.inf)
-        t = int(np.argmax(row))
-        if vocab.special[t] or not np.isfinite(row[t]):
-            break
-        pieces.append(vocab.texts[t])
-        out_ids.append(t)
-        total += float(row[t])
-        if looping(out_ids):
-            del pieces[-4:]
-            break
-        text = "".join(pieces)
-        if len(text) > len(prompt.need) and "\n" in text[len(prompt.need) :]:
+        t = state.push(logp[0])
+        if t is None or state.done:
             break
         logp, past = lm.step(np.asarray([[t]]), past)
-    text = "".join(pieces)
-    out = text[len(prompt.need) :] if len(text) >= len(prompt.need) else ""
-    return out.split("\n", 1)[0], (total / len(out_ids) if out_ids else 0.0)
+    return state.result()
 
 
 def fim_prompt(lm: OnnxDecoder, prompt: Prompt, suffix: str, suffix_tokens: int = 64) -> Prompt:

@@ -16,6 +16,7 @@ from .bytelevel_onnx import ByteLevelDecoder
 from .context import Context, build_context
 from .documents import Document
 from .postprocess import clean_inline
+from .recycling import Recycler
 from .runtime import OnnxDecoder
 from .typed_through import TypedThrough
 from .types import (
@@ -62,6 +63,7 @@ class Engine:
         self._bytelevel_lock = threading.Lock()  # the decoder keeps caches: one call at a time
         self._no_bytelevel = False
         self._caches: dict[str, decoding.PrefixCache] = {}
+        self._recycler: Recycler | None = None  # its table learns across requests
         self._typed = TypedThrough()
 
     def load(self) -> None:
@@ -79,6 +81,7 @@ class Engine:
             self._lm, self._vocab, self._bytelevel = lm, vocab, None
             # one cache per request kind: completion and inline prompts differ (FIM)
             self._caches = {k: decoding.PrefixCache(lm) for k in ("complete", "inline")}
+            self._recycler = Recycler(lm) if lm.tree_inputs else None
             self._typed = TypedThrough()  # answers of the previous model are not reused
             self.model_name, self.error = lm.info.name, None
 
@@ -166,14 +169,12 @@ class Engine:
         else:
             prompt = decoding.heal(lm, ctx.prefix, self._mode())
             prompt = decoding.fim_prompt(lm, prompt, ctx.suffix)
-            text, mean_logp = decoding.greedy_line(
-                lm,
-                vocab,
-                prompt,
-                self.settings.max_inline_tokens,
-                cancel,
-                self._caches.get("inline"),
-            )
+            cache, n = self._caches.get("inline"), self.settings.max_inline_tokens
+            recycler = self._recycler if self.settings.token_recycling else None
+            if recycler is not None and recycler.lm is lm:
+                text, mean_logp = recycler.greedy_line(vocab, prompt, n, cancel, cache)
+            else:
+                text, mean_logp = decoding.greedy_line(lm, vocab, prompt, n, cancel, cache)
         text = clean_inline(ctx.line_prefix, text, ctx.line_suffix)
         self._typed.remember_ghost(doc.uri, before, text)
         if not text:

@@ -93,3 +93,6 @@ class EngineSettings:
     mid_token: MidTokenMode = "healing"
     max_inline_tokens: int = 48
     file_weight: float = 0.6  # share of the file's identifier frequencies (tuned on valid)
+    # Token Recycling for inline completion: the same text; off because on this model it
+    # accepts too few drafts to beat plain greedy decoding (docs/benchmarks.md)
+    token_recycling: bool = False

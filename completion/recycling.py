@@ -1,0 +1,158 @@
+"""Token Recycling: lossless speculative decoding for greedy line completion.
+
+Token Recycling (Luo et al., 2024) drafts without a draft model. An adjacency table keeps,
+for every token, the top-k tokens the model itself last ranked after it; every model call
+refreshes the rows of the tokens it ran. Each step fills a fixed-shape tree from the table
+(breadth-first from the token about to be run), runs the whole tree in one call with a tree
+attention mask (a node sees the cache and its own ancestors) and per-node positions, and
+walks it along the greedy choices: the longest matching path is accepted, the model's choice
+after it comes free, and only the accepted path's keys/values join the cache.
+
+The choice at every token goes through the same `LineState` as plain greedy decoding, so the
+output is the same; per-row int8 activation scales keep a node's logits independent of the
+rest of the tree (float rounding aside).
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from .decoding import LineState, PrefixCache, Prompt, Vocab, _fit, _prefill
+from .runtime import OnnxDecoder, log_softmax
+from .types import CancelToken
+
+# How often the rank-r candidate of the table turned out to be the next token (a prior for
+# the shape of the tree: likely ranks get deep chains, unlikely ones stay shallow).
+RANK_PRIOR = (0.55, 0.14, 0.07, 0.045, 0.03, 0.022, 0.017, 0.013)
+
+
+@dataclass(frozen=True)
+class TreeShape:
+    """A static draft tree in breadth-first order; node 0 is the root (the token to run)."""
+
+    parent: np.ndarray  # (N,) index of each node's parent, -1 for the root
+    rank: np.ndarray  # (N,) which of the parent's table candidates the node takes
+    depth: np.ndarray  # (N,) 0 for the root
+    ancestors: np.ndarray  # (N, N) bool: node i sees node j (j is i or an ancestor of i)
+
+    @property
+    def size(self) -> int:
+        """Nodes in the tree, the root included."""
+        return len(self.parent)
+
+
+def tree_shape(nodes: int = 64, depth: int = 6, k: int = 8) -> TreeShape:
+    """The `nodes` most likely paths under RANK_PRIOR, at most `depth` below the root."""
+    prior = RANK_PRIOR[:k]
+    # best-first: a path's score is the product of its ranks' priors
+    chosen: list[tuple[int, ...]] = [()]
+    frontier = [(-p, (r,)) for r, p in enumerate(prior)] if depth > 0 else []
+    heapq.heapify(frontier)
+    while frontier and len(chosen) < nodes:
+        neg, path = heapq.heappop(frontier)
+        chosen.append(path)
+        if len(path) < depth:
+            for r, p in enumerate(prior):
+                heapq.heappush(frontier, (neg * p, (*path, r)))
+    chosen.sort(key=lambda path: (len(path), path))  # breadth-first
+    index = {path: i for i, path in enumerate(chosen)}
+    parent = np.array([index[path[:-1]] if path else -1 for path in chosen])
+    rank = np.array([path[-1] if path else 0 for path in chosen])
+    depths = np.array([len(path) for path in chosen])
+    n = len(chosen)
+    ancestors = np.eye(n, dtype=bool)
+    for i in range(1, n):
+        ancestors[i] |= ancestors[parent[i]]
+    return TreeShape(parent, rank, depths, ancestors)
+
+
+class AdjacencyTable:
+    """token -> the k tokens the model ranked highest after it, last time it ran that token."""
+
+    def __init__(self, n_vocab: int, k: int = 8) -> None:
+        self.k = k
+        self.next = np.zeros((n_vocab, k), np.int64)
+        self._lock = threading.Lock()
+
+    def update(self, tokens: np.ndarray, logits: np.ndarray) -> None:
+        """Refresh the rows of `tokens` (N,) from the logits after each of them (N, V)."""
+        top = np.argpartition(logits, -self.k, axis=1)[:, -self.k :]
+        order = np.argsort(-np.take_along_axis(logits, top, axis=1), axis=1)
+        with self._lock:
+            self.next[tokens] = np.take_along_axis(top, order, axis=1)
+
+    def draft(self, root: int, shape: TreeShape, n: int) -> np.ndarray:
+        """Tokens of the first `n` nodes of `shape`, filled breadth-first from `root`."""
+        tokens = np.empty(n, np.int64)
+        tokens[0] = root
+        with self._lock:
+            for i in range(1, n):  # parents come first in breadth-first order
+                tokens[i] = self.next[tokens[shape.parent[i]], shape.rank[i]]
+        return tokens
+
+
+class Recycler:
+    """Token Recycling for one model; the table persists across requests."""
+
+    def __init__(self, lm: OnnxDecoder, nodes: int = 16, depth: int = 5, k: int = 8) -> None:
+        self.lm = lm
+        self.table = AdjacencyTable(lm.n_vocab, k)
+        self.shape = tree_shape(nodes, depth, k)
+        self.calls = 0  # model calls made, prefills included
+        self.tokens = 0  # tokens decoded by those calls
+
+    def greedy_line(
+        self,
+        vocab: Vocab,
+        prompt: Prompt,
+        max_tokens: int = 48,
+        cancel: CancelToken | None = None,
+        cache: PrefixCache | None = None,
+    ) -> tuple[str, float]:
+        """What `decoding.greedy_line` returns, in fewer model calls."""
+        lm, shape = self.lm, self.shape
+        ids = _fit(prompt.ids, lm.block_size - max_tokens - 1) or [lm.eot_token]
+        logp, past = _prefill(lm, ids, cache)
+        self.calls += 1
+        self.table.update(np.asarray(ids[-1:]), logp)
+        state = LineState(vocab, prompt.need, max_tokens)
+        if cancel is not None:
+            cancel.check()
+        root = state.push(logp[0])
+        # Rejected drafts stay in the cache, hidden by the mask: no copy of the cache per step.
+        seen = np.ones(past.shape[4], bool)  # which cached entries are real tokens
+        while root is not None and not state.done:
+            if cancel is not None:
+                cancel.check()
+            S, P = len(seen), int(seen.sum())  # cached entries; real tokens among them
+            # nodes past the context or the token budget are left out (a breadth-first prefix)
+            limit = min(lm.block_size - 1 - P, max_tokens - len(state.ids) - 1)
+            n = int(np.searchsorted(shape.depth, limit, side="right"))
+            tokens = self.table.draft(root, shape, n)
+            mask = np.zeros((1, n, S + n), bool)
+            mask[0, :, :S] = seen
+            mask[0, :, S:] = shape.ancestors[:n, :n]
+            pos = (P + shape.depth[:n])[None].astype(np.int64)
+            logits, past = lm.run(tokens[None], past, mask, pos)
+            self.calls += 1
+            self.table.update(tokens, logits[0])
+            kids: dict[int, dict[int, int]] = {}
+            for i in range(1, n):
+                kids.setdefault(int(shape.parent[i]), {}).setdefault(int(tokens[i]), i)
+            node, path = 0, [0]
+            while True:
+                t = state.push(log_softmax(logits[0, node]))
+                child = kids.get(node, {}).get(t) if t is not None else None
+                if child is None or state.done:
+                    root = t
+                    break
+                node = child
+                path.append(node)
+            seen = np.concatenate([seen, np.zeros(n, bool)])
+            seen[S + np.asarray(path)] = True
+        self.tokens += len(state.ids)
+        return state.result()

@@ -1,0 +1,144 @@
+"""Token Recycling: the draft tree, the adjacency table, and the same lines as greedy decoding.
+
+Greedy decoding one token per call is the reference. With an fp32 graph the recycled lines
+must be the same text with the same mean log-prob; with int8 (per-row activation scales) the
+same text, which rounding could only change at an exact near-tie of two tokens.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fillpoint.completion.decoding import PrefixCache, Prompt, Vocab, fim_prompt, greedy_line, heal
+from fillpoint.completion.recycling import AdjacencyTable, Recycler, tree_shape
+from fillpoint.completion.runtime import OnnxDecoder
+
+REPO = Path(__file__).resolve().parents[2]
+
+SNIPPETS = [
+    "import os\nimport sys\n\n\ndef main(argv):\n    for arg in argv:\n        print(",
+    "class Stack:\n    def __init__(self):\n        self.items = []\n\n    def push(self, x):\n",
+    "def f(x):\n    return f(f(f(f(f(",  # greedy decoding of a loop stops where it repeats
+    "with open(path) as fh:\n    for line in fh:\n        line = line.strip()\n        if ",
+    "result = {}\nfor key, value in items.items():\n    result[key] = value\n",
+    "    def test_push(self):\n        s = Stack()\n        s.push(1)\n        self.assertEq",
+    "x = [i * i for i in range(10)]\ny = ",
+    "try:\n    import json\nexcept ImportError:\n    json = None\n\nif json is not None:\n    ",
+    "import re\n\nPATTERN = re.compile(r'",
+    "def add(a, b):\n    '''Add two numbers.'''\n    return a",
+]
+
+
+def prompts(lm: OnnxDecoder) -> list[Prompt]:
+    """Healed prompts, some with a fill-in-the-middle suffix, over the snippets' cut points."""
+    out = []
+    for text in SNIPPETS:
+        for cut in sorted({len(text), len(text) * 2 // 3, len(text) // 2}):
+            prompt = heal(lm, text[:cut], "healing")
+            out.append(prompt)
+            out.append(fim_prompt(lm, prompt, text[cut:] + "\n\nprint('done')\n"))
+    return out
+
+
+def test_tree_shape_is_breadth_first_and_deepest_along_the_likely_ranks() -> None:
+    shape = tree_shape(nodes=24, depth=4, k=8)
+    assert shape.size == 24 and shape.parent[0] == -1 and shape.depth.max() <= 4
+    assert list(shape.depth) == sorted(shape.depth)  # breadth-first: depths never go back
+    for i in range(1, shape.size):
+        assert shape.parent[i] < i and shape.depth[i] == shape.depth[shape.parent[i]] + 1
+        ancestors = {i}
+        j = shape.parent[i]
+        while j != -1:
+            ancestors.add(j)
+            j = shape.parent[j]
+        assert set(np.flatnonzero(shape.ancestors[i])) == ancestors
+    chain = [0]  # the rank-0 chain reaches the full depth
+    while kids := [i for i in range(24) if shape.parent[i] == chain[-1] and shape.rank[i] == 0]:
+        chain.append(kids[0])
+    assert len(chain) == 5
+    # siblings come in rank order, so a prefix of the nodes is a smaller tree of the same kind
+    for i in range(1, shape.size):
+        if shape.rank[i] > 0:
+            assert any(
+                shape.parent[j] == shape.parent[i] and shape.rank[j] == shape.rank[i] - 1
+                for j in range(i)
+            )
+
+
+def test_the_table_keeps_the_top_k_in_order_and_drafts_through_it() -> None:
+    table = AdjacencyTable(n_vocab=10, k=3)
+    logits = np.array([[0, 5, 1, 9, 2, 0, 0, 7, 0, 0], [9, 0, 0, 0, 0, 0, 0, 0, 8, 1.0]])
+    table.update(np.array([4, 3]), logits)
+    assert table.next[4].tolist() == [3, 7, 1] and table.next[3].tolist() == [0, 8, 9]
+    shape = tree_shape(nodes=5, depth=2, k=3)
+    tokens = table.draft(4, shape, shape.size)
+    assert tokens[0] == 4
+    for i in range(1, shape.size):
+        assert tokens[i] == table.next[tokens[shape.parent[i]], shape.rank[i]]
+
+
+@pytest.fixture(scope="module")
+def fp32(tiny_fp32_model_dir: Path) -> OnnxDecoder:
+    return OnnxDecoder(tiny_fp32_model_dir, threads=1)
+
+
+@pytest.fixture(scope="module")
+def int8(tiny_model_dir: Path) -> OnnxDecoder:
+    return OnnxDecoder(tiny_model_dir, threads=1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("nodes,depth", [(16, 5), (64, 6), (1, 0)])
+def test_fp32_lines_equal_greedy_decoding(fp32: OnnxDecoder, nodes: int, depth: int) -> None:
+    vocab, recycler = Vocab(fp32), Recycler(fp32, nodes=nodes, depth=depth)
+    for _ in range(2):  # the second round drafts from a table that the first one filled
+        for prompt in prompts(fp32):
+            for max_tokens in (48, 3, 1):
+                want = greedy_line(fp32, vocab, prompt, max_tokens)
+                got = recycler.greedy_line(vocab, prompt, max_tokens)
+                assert got[0] == want[0], prompt
+                assert got[1] == pytest.approx(want[1], abs=1e-5)
+    assert nodes == 1 or recycler.tokens > recycler.calls  # some drafts were accepted
+
+
+@pytest.mark.slow
+def test_int8_lines_equal_greedy_decoding_with_a_prefix_cache(int8: OnnxDecoder) -> None:
+    vocab, recycler = Vocab(int8), Recycler(int8)
+    cache = PrefixCache(int8)
+    for prompt in prompts(int8) * 2:
+        want = greedy_line(int8, vocab, prompt, 48, None, cache)
+        assert recycler.greedy_line(vocab, prompt, 48, None, cache)[0] == want[0], prompt
+
+
+@pytest.mark.slow
+def test_a_prompt_at_the_end_of_the_context_stays_inside_it(fp32: OnnxDecoder) -> None:
+    vocab, recycler = Vocab(fp32), Recycler(fp32, nodes=64, depth=6)
+    long = "\n".join(f"value_{i} = compute(value_{i - 1}, {i})" for i in range(1, 400))
+    prompt = heal(fp32, long + "\nvalue_400 = ", "healing")
+    assert len(prompt.ids) > fp32.block_size
+    for max_tokens in (48, 5):
+        assert (
+            recycler.greedy_line(vocab, prompt, max_tokens)[0]
+            == (greedy_line(fp32, vocab, prompt, max_tokens)[0])
+        )
+
+
+@pytest.mark.slow
+def test_the_release_model_recycles_to_the_same_lines(release_model_dir: Path) -> None:
+    lm = OnnxDecoder(release_model_dir)
+    vocab, recycler = Vocab(lm), Recycler(lm)
+    same = total = 0
+    for path in ("completion/decoding.py", "completion/engine.py"):
+        lines = (REPO / path).read_text().splitlines(keepends=True)
+        for i in range(40, len(lines), 9):
+            if not lines[i].strip():
+                continue
+            head = "".join(lines[:i]) + lines[i][: len(lines[i]) // 2]
+            prompt = fim_prompt(lm, heal(lm, head, "healing"), "".join(lines[i + 1 : i + 20]))
+            want = greedy_line(lm, vocab, prompt)[0]
+            same += recycler.greedy_line(vocab, prompt)[0] == want
+            total += 1
+    assert total > 40 and same == total
