@@ -119,6 +119,17 @@ unpack() {
     cp "$dest"/metrics.jsonl "$dest"/train_config.json "$run"/
     cp "$dest"/loss.png "$run"/ 2>/dev/null || true
     cp "$dest"/config.json "$dest"/trainer_state.json "$run/checkpoint/"
+    # paths as they would be had the run been made here, not the other machine's
+    "$PYTHON" - "$run/train_config.json" "$run" <<'PY'
+import json, sys
+from pathlib import Path
+path, run = Path(sys.argv[1]), sys.argv[2]
+cfg = json.loads(path.read_text())
+cfg.update(data="data/" + Path(cfg["data"]).name, out=run)
+if "tokenizer" in cfg:
+    cfg["tokenizer"] = "runs/tokenizer.json"
+path.write_text(json.dumps(cfg, indent=2))
+PY
     "$PYTHON" -m fillpoint.training.transport restore \
       "$dest/model.safetensors" "$run/checkpoint/model.safetensors"
     cp "$tmp"/"$name".log "$run/train.log" 2>/dev/null || true

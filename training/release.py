@@ -28,12 +28,16 @@ def model_card(run: Path, tokenizer: Path, evaluation: dict | None) -> tuple[str
         if info.exists():
             splits[split] = json.loads(info.read_text())
     corpus_stats = data.parent / "corpus" / "stats.json"
-    packages = json.loads(corpus_stats.read_text())["packages"] if corpus_stats.exists() else {}
+    stats = json.loads(corpus_stats.read_text()) if corpus_stats.exists() else {}
+    packages, skipped = stats.get("packages", {}), stats.get("skipped", {})
+    hardware = state.get("hardware", "2 CPU cores")
+    type_weight = cfg.get("type_loss_weight", 0.1)
     extra = {
         "name": "fillpoint-pycoder",
         "trained_steps": state["step"],
         "trained_tokens": state["tokens"],
         "training_minutes": round(state["seconds"] / 60, 1),
+        "trained_on": hardware,
         "final_val_loss": val[-1] if val else None,
         "data": splits,
         "evaluation": evaluation or {},
@@ -51,13 +55,19 @@ def model_card(run: Path, tokenizer: Path, evaluation: dict | None) -> tuple[str
         f"{model_cfg['n_head']} heads, context {model_cfg['block_size']} tokens, "
         f"vocabulary {model_cfg['vocab_size']}",
         f"- trained {state['step']} steps, {state['tokens'] / 1e6:.1f}M tokens, "
-        f"{state['seconds'] / 60:.0f} minutes on 2 CPU cores (bf16 autocast)",
-        f"- final validation loss {val[-1]:.3f} nats (0.9 token + 0.1 type)" if val else "",
+        f"{state['seconds'] / 60:.1f} minutes on {hardware} (bf16 autocast), "
+        f"{state['tokens'] / max(1.0, state['seconds']) / 1e3:.0f}k tokens/s",
+        f"- final validation loss {val[-1]:.3f} nats "
+        f"({1 - type_weight:g} token + {type_weight:g} type)"
+        if val
+        else "",
         "",
         "## Data",
         "Python standard library plus the pinned PyPI wheels of",
         "`training/data/corpus_manifest.txt`, split train/valid/test by package (never by file);",
-        "exact and layout-only duplicates removed.",
+        "duplicates removed: "
+        f"{skipped.get('duplicate', 0)} exact or layout-only copies, "
+        f"{skipped.get('near duplicate', 0)} near-duplicates (MinHash, Jaccard >= 0.8).",
     ]
     for split, info in splits.items():
         lines.append(
@@ -87,8 +97,9 @@ def model_card(run: Path, tokenizer: Path, evaluation: dict | None) -> tuple[str
     lines += [
         "",
         "## Limits",
-        "Small and trained briefly on two CPU cores: it knows common Python idioms and the",
-        "names in the visible file, not large APIs. Suggestions are not checked for correctness.",
+        f"Small ({model_cfg['n_layer']} layers) and trained for minutes on {hardware}: it",
+        "knows common Python idioms and the names in the visible file, not large APIs.",
+        "Suggestions are not checked for correctness.",
         "",
     ]
     return "\n".join(x for x in lines if x is not None) + "\n", extra

@@ -63,6 +63,15 @@ class TrainConfig(RunConfig):
     fim_rate: float = 0.5
 
 
+def hardware_name(device: str, world: int) -> str:
+    """What trained the model, for the model card: the GPU's name or the CPU thread count."""
+    if device.startswith("cuda"):
+        name = torch.cuda.get_device_name(torch.device(device))
+    else:
+        name = f"CPU ({torch.get_num_threads()} threads)"
+    return f"{world} x {name}" if world > 1 else name
+
+
 def lr_at(step: int, cfg: RunConfig, elapsed: float | None = None) -> float:
     """Linear warm-up, then cosine decay to min_lr at max_steps.
 
@@ -276,6 +285,7 @@ def fit(
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
     log = (out / "metrics.jsonl").open("a") if master else None
+    state["hardware"] = hardware_name(device, world)
     start_step, t0 = state["step"], time.time() - state["seconds"]
     bar = tqdm(
         range(start_step, cfg.max_steps),
