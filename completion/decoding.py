@@ -12,11 +12,12 @@ import bisect
 import math
 import re
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from .runtime import OnnxDecoder
+from .runtime import OnnxDecoder, log_softmax
 from .types import CancelToken, MidTokenMode
 
 WORD = re.compile(r"\w+")
@@ -115,11 +116,14 @@ class PrefixCache:
         self.lm = lm
         self._ids: list[int] = []
         self._past: np.ndarray | None = None
+        self._logp: np.ndarray | None = None
         self._lock = threading.Lock()
 
     def prefill(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """Next-token log-probs after `ids` (1, V) and the cache of `ids`."""
         with self._lock:
+            if self._logp is not None and self._past is not None and self._ids == ids:
+                return self._logp, self._past  # the same prompt again: nothing to run
             n = 0
             limit = min(len(self._ids), len(ids) - 1)  # the last id always runs: its logits
             while n < limit and self._ids[n] == ids[n]:
@@ -129,7 +133,7 @@ class PrefixCache:
                 logp, present = self.lm.step(np.asarray([ids[n:]]), past)
             else:
                 logp, present = self.lm.step(np.asarray([ids]), self.lm.empty_past(1))
-            self._ids, self._past = list(ids), present
+            self._ids, self._past, self._logp = list(ids), present, logp
             return logp, present
 
 
@@ -139,6 +143,170 @@ def _prefill(
     if cache is not None and cache.lm is lm:
         return cache.prefill(ids)
     return lm.step(np.asarray([ids]), lm.empty_past(1))
+
+
+def _logsumexp(x: np.ndarray) -> np.ndarray:
+    """log(sum(exp(x))) over the last axis."""
+    m = x.max(axis=-1)
+    return m + np.log(np.exp(x - m[..., None]).sum(axis=-1))
+
+
+class _Branches:
+    """Sequences that continue one cached prompt, run side by side in one batch-1 call.
+
+    Each new token sees the prompt and its own branch (a tree mask with explicit positions),
+    so the prompt's keys/values are shared instead of copied per branch; tokens of dropped
+    branches stay in the cache, hidden by the mask.
+    """
+
+    def __init__(self, lm: OnnxDecoder, past: np.ndarray) -> None:
+        self.lm, self.past = lm, past
+        self.prompt = past.shape[4]
+
+    def run(self, tokens: list[int], sees: list[list[int]], depth: list[int]) -> np.ndarray:
+        """Log-probs after each of `tokens` (N, V); token i also sees cache entries `sees[i]`.
+
+        Token i lands at cache entry S + i (S: entries so far) and position prompt + depth[i].
+        """
+        S, n = self.past.shape[4], len(tokens)
+        mask = np.zeros((1, n, S + n), bool)
+        mask[0, :, : self.prompt] = True
+        for i, entries in enumerate(sees):
+            mask[0, i, entries] = True
+            mask[0, i, S + i] = True
+        pos = (self.prompt + np.asarray(depth, np.int64))[None]
+        logits, self.past = self.lm.run(np.asarray([tokens]), self.past, mask, pos)
+        return log_softmax(logits[0])
+
+
+WORD_PIECES = 16  # names longer than this many pieces are not scored from the file
+
+
+class _Words:
+    """Names to score teacher-forced after a prompt: log P(need + name, then it ends)."""
+
+    def __init__(self, lm: OnnxDecoder, prompt: Prompt, continuations: Sequence[str]) -> None:
+        seqs = [lm.encode(prompt.need + c) for c in continuations]
+        self.keep = [
+            (c, s) for c, s in zip(continuations, seqs, strict=True) if 0 < len(s) <= WORD_PIECES
+        ]
+
+    def layout(self, start: int) -> tuple[list[int], list[list[int]], list[int]]:
+        """Tokens, the cache entries each also sees, and depths, for tokens from entry `start`."""
+        tokens: list[int] = []
+        sees: list[list[int]] = []
+        depth: list[int] = []
+        for _, seq in self.keep:
+            for k, t in enumerate(seq):  # each piece sees the earlier pieces of its name
+                sees.append([start + len(tokens) - j for j in range(1, k + 1)])
+                tokens.append(t)
+                depth.append(k)
+        return tokens, sees, depth
+
+    def scores(self, vocab: Vocab, first: np.ndarray, rows: np.ndarray) -> list[Candidate]:
+        """Candidates from the log-probs after the prompt (V,) and after each piece (N, V)."""
+        out, at = [], 0
+        for cont, seq in self.keep:
+            row = rows[at : at + len(seq)]
+            at += len(seq)
+            score = float(first[seq[0]]) + sum(
+                float(row[k - 1, seq[k]]) for k in range(1, len(seq))
+            )
+            end = float(_logsumexp(row[len(seq) - 1][vocab.ends_word]))
+            out.append(Candidate(cont, score + end))
+        return out
+
+
+def identifier_candidates(
+    lm: OnnxDecoder,
+    vocab: Vocab,
+    prompt: Prompt,
+    words: Sequence[str] = (),
+    beam: int = 8,
+    max_steps: int = 6,
+    top: int = 10,
+    cancel: CancelToken | None = None,
+    cache: PrefixCache | None = None,
+) -> tuple[list[Candidate], list[Candidate]]:
+    """The beam's identifiers (best first), and `words` scored the way the beam scores.
+
+    Each beam spells `need` first, then whole-word pieces; a beam ends where the model puts
+    its mass on a piece that does not continue an identifier, and that mass is its score.
+    With a mask input the beams share the prompt's cache, and the words run in the beam's
+    first call.
+    """
+    budget = lm.block_size - max(max_steps, WORD_PIECES) - 1
+    ids = _fit(prompt.ids, budget) or [lm.eot_token]
+    logp, past = _prefill(lm, ids, cache)
+    first = logp[0]
+    pending = _Words(lm, prompt, words) if words else None
+    scored: list[Candidate] = []
+    if not lm.tree_inputs:  # a graph without the mask input: one cache copy per beam
+        if pending is not None:
+            scored = score_words(lm, vocab, prompt, words, cancel, cache)
+            pending = None
+    branches = _Branches(lm, past) if lm.tree_inputs else None
+    # each beam: (generated text, cumulative logp, its cache entries); all share one length
+    beams: list[tuple[str, float, list[int]]] = [("", 0.0, [])]
+    done: dict[str, float] = {}
+    for depth in range(max_steps + 1):
+        if cancel is not None:
+            cancel.check()
+        ends = _logsumexp(logp[:, vocab.ends_word])  # (B,) mass on ending the identifier
+        masks = []
+        for b, (text, score, _) in enumerate(beams):
+            if len(text) < len(prompt.need):
+                masks.append(allowed_for_need(vocab, prompt.need[len(text) :]))
+                continue
+            cont = text[len(prompt.need) :]  # what follows the typed part
+            ident = prompt.need.lstrip() + cont
+            if WORD.fullmatch(ident) and not ident[0].isdigit():  # a name, not a number
+                end = score + float(ends[b])
+                done[cont] = float(np.logaddexp(done.get(cont, -math.inf), end))
+            masks.append(vocab.is_word)
+        if depth == max_steps:
+            break  # the last round only scores where the final beams end
+        scores = np.asarray([score for _, score, _ in beams])[:, None]
+        total = np.where(np.asarray(masks), logp + scores, -np.inf)  # (B, V)
+        flat = total.ravel()
+        k = min(beam, flat.size)
+        best = np.argpartition(flat, -k)[-k:]
+        best = best[np.argsort(-flat[best], kind="stable")]
+        best = best[np.isfinite(flat[best])]
+        if len(best) == 0:
+            break
+        worst_done = sorted(done.values(), reverse=True)[top - 1] if len(done) >= top else -math.inf
+        if flat[best[0]] < worst_done:
+            break  # no unfinished beam can still enter the top list
+        rows, toks = np.divmod(best, logp.shape[1])
+        if branches is not None:
+            S, n = branches.past.shape[4], len(toks)
+            tokens, sees = [int(t) for t in toks], [beams[r][2] for r in rows]
+            depths = [depth] * n
+            if pending is not None:  # the words ride along in the first call
+                more = pending.layout(S + n)
+                tokens, sees, depths = tokens + more[0], sees + more[1], depths + more[2]
+            logp = branches.run(tokens, sees, depths)
+            if pending is not None:
+                scored, pending = pending.scores(vocab, first, logp[n:]), None
+                logp = logp[:n]
+            beams = [
+                (beams[r][0] + vocab.texts[t], float(flat[i]), [*beams[r][2], S + j])
+                for j, (i, r, t) in enumerate(zip(best, rows, toks, strict=True))
+            ]
+        else:
+            past = np.take(past, rows, axis=2)
+            beams = [
+                (beams[r][0] + vocab.texts[t], float(flat[i]), [])
+                for i, r, t in zip(best, rows, toks, strict=True)
+            ]
+            logp, past = lm.step(toks[:, None], past)
+    if pending is not None and branches is not None and pending.keep:  # the beam made no call
+        tokens, sees, depths = pending.layout(branches.past.shape[4])
+        scored = pending.scores(vocab, first, branches.run(tokens, sees, depths))
+    out = [Candidate(w, s) for w, s in done.items()]
+    out.sort(key=lambda c: c.logp, reverse=True)
+    return out[:top], scored
 
 
 def beam_identifiers(
@@ -151,89 +319,41 @@ def beam_identifiers(
     cancel: CancelToken | None = None,
     cache: PrefixCache | None = None,
 ) -> list[Candidate]:
-    """Identifiers that continue `prompt` (after spelling `need`), best first.
-
-    Each beam spells `need` first, then whole-word pieces; a beam ends where the model puts
-    its mass on a piece that does not continue an identifier, and that mass is its score.
-    """
-    ids = _fit(prompt.ids, lm.block_size - max_steps - 1) or [lm.eot_token]
-    logp, past = _prefill(lm, ids, cache)
-    # each beam: (generated text, cumulative logp); all share the same length
-    beams: list[tuple[str, float]] = [("", 0.0)]
-    done: dict[str, float] = {}
-    for depth in range(max_steps + 1):
-        if cancel is not None:
-            cancel.check()
-        expansions: list[tuple[float, int, int, str]] = []
-        for b, (text, score) in enumerate(beams):
-            row = logp[b]
-            if len(text) < len(prompt.need):
-                mask = allowed_for_need(vocab, prompt.need[len(text) :])
-            else:
-                cont = text[len(prompt.need) :]  # what follows the typed part
-                ident = prompt.need.lstrip() + cont
-                if WORD.fullmatch(ident) and not ident[0].isdigit():  # a name, not a number
-                    end = np.logaddexp.reduce(row[vocab.ends_word])
-                    done[cont] = float(np.logaddexp(done.get(cont, -math.inf), score + end))
-                mask = vocab.is_word
-            if depth == max_steps:
-                continue  # the last round only scores where the final beams end
-            cand = np.flatnonzero(mask)
-            if len(cand) == 0:
-                continue
-            best = cand[np.argsort(row[cand])[::-1][:beam]]
-            expansions += [(score + float(row[t]), b, int(t), text + vocab.texts[t]) for t in best]
-        if not expansions:
-            break
-        expansions.sort(key=lambda e: e[0], reverse=True)
-        expansions = expansions[:beam]
-        worst_done = sorted(done.values(), reverse=True)[top - 1] if len(done) >= top else -math.inf
-        if expansions[0][0] < worst_done:
-            break  # no unfinished beam can still enter the top list
-        rows = np.asarray([e[1] for e in expansions])
-        past = np.take(past, rows, axis=2)
-        beams = [(e[3], e[0]) for e in expansions]
-        logp, past = lm.step(np.asarray([[e[2]] for e in expansions]), past)
-    out = [Candidate(w, s) for w, s in done.items()]
-    out.sort(key=lambda c: c.logp, reverse=True)
-    return out[:top]
+    """Identifiers that continue `prompt` (after spelling `need`), best first."""
+    return identifier_candidates(lm, vocab, prompt, (), beam, max_steps, top, cancel, cache)[0]
 
 
 def score_words(
     lm: OnnxDecoder,
     vocab: Vocab,
     prompt: Prompt,
-    continuations: list[str],
+    continuations: Sequence[str],
     cancel: CancelToken | None = None,
     cache: PrefixCache | None = None,
 ) -> list[Candidate]:
     """Teacher-forced log P(need + continuation, then the identifier ends | prompt).
 
     Scores names the beam may have missed (the file's own identifiers) with the same
-    quantity the beam computes, in one batched call over the prompt's cache.
+    quantity the beam computes, in one call over the prompt's cache.
     """
-    seqs = [lm.encode(prompt.need + c) for c in continuations]
-    keep = [(c, s) for c, s in zip(continuations, seqs, strict=True) if s]
-    if not keep:
+    words = _Words(lm, prompt, continuations)
+    if not words.keep:
         return []
-    width = max(len(s) for _, s in keep)
-    ids = _fit(prompt.ids, lm.block_size - width - 1) or [lm.eot_token]
+    ids = _fit(prompt.ids, lm.block_size - WORD_PIECES - 1) or [lm.eot_token]
     first, past = _prefill(lm, ids, cache)
     if cancel is not None:
         cancel.check()
-    batch = np.full((len(keep), width), lm.eot_token, dtype=np.int64)
-    for row, (_, seq) in enumerate(keep):
+    if lm.tree_inputs:  # all names side by side, each seeing the prompt and itself
+        tokens, sees, depths = words.layout(past.shape[4])
+        return words.scores(vocab, first[0], _Branches(lm, past).run(tokens, sees, depths))
+    width = max(len(s) for _, s in words.keep)
+    batch = np.full((len(words.keep), width), lm.eot_token, dtype=np.int64)
+    for row, (_, seq) in enumerate(words.keep):
         batch[row, : len(seq)] = seq  # right padding: causal attention never looks at it
-    tiled = np.ascontiguousarray(np.repeat(past, len(keep), axis=2))
+    tiled = np.ascontiguousarray(np.repeat(past, len(words.keep), axis=2))
     logp = lm.step_all(batch, tiled)  # (B, T, V): the piece after each position
-    out = []
-    for row, (cont, seq) in enumerate(keep):
-        score = float(first[0, seq[0]]) + sum(
-            float(logp[row, k - 1, seq[k]]) for k in range(1, len(seq))
-        )
-        end = float(np.logaddexp.reduce(logp[row, len(seq) - 1][vocab.ends_word]))
-        out.append(Candidate(cont, score + end))
-    return out
+    rows = np.concatenate([logp[r, : len(seq)] for r, (_, seq) in enumerate(words.keep)])
+    return words.scores(vocab, first[0], rows)
 
 
 def looping(ids: list[int], k: int = 4) -> bool:

@@ -217,12 +217,13 @@ def model_candidates(
     Scoring the names the beam missed lets the mixture in `rank` compare like with like.
     """
     prompt = decoding.heal(lm, ctx.prefix, mode)
-    found = decoding.beam_identifiers(lm, vocab, prompt, top=10, cancel=cancel, cache=cache)
-    have = {c.continuation for c in found}
     pool = sorted(file_pool(ctx).items(), key=lambda kv: kv[1], reverse=True)
-    missing = [n[len(ctx.partial) :] for n, _ in pool[:FILE_SCORED]]
-    missing = [m for m in missing if m not in have]
-    return found + decoding.score_words(lm, vocab, prompt, missing, cancel, cache)
+    names = [n[len(ctx.partial) :] for n, _ in pool[:FILE_SCORED]]
+    found, scored = decoding.identifier_candidates(
+        lm, vocab, prompt, names, top=10, cancel=cancel, cache=cache
+    )
+    have = {c.continuation for c in found}
+    return found + [c for c in scored if c.continuation not in have]
 
 
 def file_pool(ctx: Context) -> dict[str, float]:

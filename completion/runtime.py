@@ -102,10 +102,9 @@ class OnnxDecoder:
                 str(folder / "model.onnx"), opts, providers=["CPUExecutionProvider"]
             )
             # graphs exported before the explicit mask input decode causally only
-            self.tree_inputs = {i.name for i in self.session.get_inputs()} >= {
-                "attn_mask",
-                "position_ids",
-            }
+            names = {i.name for i in self.session.get_inputs()}
+            self._explicit = names >= {"attn_mask", "position_ids"}
+            self.tree_inputs = self._explicit  # decoders may run trees (tests switch it off)
             self.n_layer, self.n_head = cfg["n_layer"], cfg["n_head"]
             self.head_dim = cfg["n_embd"] // cfg["n_head"]
             self.block_size = cfg["block_size"]
@@ -164,9 +163,9 @@ class OnnxDecoder:
         """
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         feed = {"input_ids": ids, "past": past}
-        if mask is not None and not self.tree_inputs:
+        if mask is not None and not self._explicit:
             raise EngineError("this model's graph has no attention-mask input")
-        if self.tree_inputs:
+        if self._explicit:
             if mask is None or pos is None:
                 mask, pos = causal_inputs(ids.shape[0], past.shape[4], ids.shape[1])
             feed["attn_mask"], feed["position_ids"] = mask, pos

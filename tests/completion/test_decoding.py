@@ -28,6 +28,7 @@ from fillpoint.completion.decoding import (
     fim_prompt,
     greedy_line,
     heal,
+    score_words,
 )
 from fillpoint.completion.runtime import OnnxDecoder
 from fillpoint.completion.types import Cancelled, CancelToken
@@ -49,8 +50,11 @@ class ToyLM:
     special_ids = frozenset({TOY_EOT})
     token_text = TOY_TEXTS
 
-    def __init__(self, script: dict[str, dict[int, float]] | None = None) -> None:
+    def __init__(
+        self, script: dict[str, dict[int, float]] | None = None, tree: bool = False
+    ) -> None:
         self.script = script or {}  # decoded text -> {piece: nats added to its logit}
+        self.tree_inputs = tree  # whether `run` takes a mask: beams then share one cache
 
     def empty_past(self, batch: int = 1) -> np.ndarray:
         """No ids yet: (1, 1, B, 1, 0, 1)."""
@@ -68,6 +72,28 @@ class ToyLM:
         """Next-piece log-probs (B, V) after past + ids, and the extended cache."""
         hist = np.concatenate([past[0, 0, :, 0, :, 0], ids.astype(float)], axis=1)
         logp = np.stack([self.dist([int(i) for i in row]) for row in hist])
+        return logp, hist[None, None, :, None, :, None]
+
+    def run(
+        self, ids: np.ndarray, past: np.ndarray, mask: np.ndarray, pos: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Log-probs (B, T, V) after each new id, given the cached and new ids its mask row
+        shows (in cache order), and the extended cache; positions are implied by the ids."""
+        assert self.tree_inputs
+        hist = np.concatenate([past[0, 0, :, 0, :, 0], ids.astype(float)], axis=1)
+        logp = np.stack(
+            [
+                [self.dist([int(i) for i in hist[b][mask[b, t]]]) for t in range(ids.shape[1])]
+                for b in range(ids.shape[0])
+            ]
+        )
+        assert (
+            pos
+            == [
+                [int(m[: past.shape[4]].sum()) + int(m[past.shape[4] :].sum()) - 1 for m in mask[b]]
+                for b in range(ids.shape[0])
+            ]
+        ).all()
         return logp, hist[None, None, :, None, :, None]
 
 
@@ -228,8 +254,9 @@ def test_heal_cuts_at_a_piece_boundary(lm: OnnxDecoder, prefix: str) -> None:
     [Prompt([], ""), Prompt([A], ""), Prompt([], "ab"), Prompt([LPAR], " a"), Prompt([], "a")],
     ids=["empty", "after-a", "need-ab", "need-space-a", "need-a"],
 )
-def test_unpruned_beam_equals_exhaustive_enumeration(prompt: Prompt) -> None:
-    lm = ToyLM()
+@pytest.mark.parametrize("tree", [False, True], ids=["batched", "tree"])
+def test_unpruned_beam_equals_exhaustive_enumeration(prompt: Prompt, tree: bool) -> None:
+    lm = ToyLM(tree=tree)
     found = beam_identifiers(lm, toy_vocab(), prompt, beam=10_000, max_steps=3, top=10_000)
     ref = ref_identifiers(lm, prompt, max_steps=3)
     assert {c.continuation for c in found} == set(ref)
@@ -238,8 +265,9 @@ def test_unpruned_beam_equals_exhaustive_enumeration(prompt: Prompt) -> None:
     assert [c.logp for c in found] == sorted((c.logp for c in found), reverse=True)
 
 
-def test_pruned_beam_finds_a_subset_of_the_mass() -> None:
-    lm = ToyLM()
+@pytest.mark.parametrize("tree", [False, True], ids=["batched", "tree"])
+def test_pruned_beam_finds_a_subset_of_the_mass(tree: bool) -> None:
+    lm = ToyLM(tree=tree)
     prompt = Prompt([], "a")
     ref = ref_identifiers(lm, prompt, max_steps=4)
     found = beam_identifiers(lm, toy_vocab(), prompt, beam=3, max_steps=4, top=5)
@@ -338,6 +366,20 @@ def test_beam_on_the_trained_model(lm: OnnxDecoder, vocab: Vocab) -> None:
     assert len({c.continuation for c in found}) == len(found)
     for c in found:
         assert WORD.fullmatch("na" + c.continuation) and c.logp <= 0.0
+
+
+@needs_model
+def test_a_shared_prompt_cache_gives_the_batched_scores(tiny_fp32_model_dir: Path) -> None:
+    lm = OnnxDecoder(tiny_fp32_model_dir, threads=1)
+    vocab = Vocab(lm)
+    prompt = heal(lm, "import os\n\nfor name in os.listdir(path):\n    print(na", "healing")
+    words = ["me", "mes", "me_of_the_file", "ture", "", "x"]
+    shared = beam_identifiers(lm, vocab, prompt), score_words(lm, vocab, prompt, words)
+    lm.tree_inputs = False  # one cache copy per beam and per word, as before the mask input
+    batched = beam_identifiers(lm, vocab, prompt), score_words(lm, vocab, prompt, words)
+    for got, want in zip(shared, batched, strict=True):
+        assert [c.continuation for c in got] == [c.continuation for c in want]
+        assert [c.logp for c in got] == pytest.approx([c.logp for c in want], abs=1e-4)
 
 
 # --- greedy lines ---------------------------------------------------------------------------
