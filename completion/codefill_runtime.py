@@ -23,6 +23,7 @@ from .documents import Document
 from .types import EngineError, Position
 
 RERANK_TOP = 10  # CodeFill re-ranks its top-10 candidates
+WINDOW_CHARS = 6000  # text lexed before the cursor: block_size names need about 2000
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,25 @@ class CodeFillResult:
     candidates: list[Candidate] = field(default_factory=list)
     cardinal: bool = False
     partial: str = ""
+
+
+def window(prefix: str, chars: int = WINDOW_CHARS) -> str:
+    """The end of `prefix` from a line that starts a top-level statement, about `chars` long.
+
+    Lexing the whole file on every request costs more than the model call; a cut at an
+    unindented line keeps the indentation that tokenize sees consistent.
+    """
+    if len(prefix) <= chars:
+        return prefix
+    at = len(prefix) - chars
+    while True:
+        at = prefix.find("\n", at)
+        if at < 0 or at + 1 >= len(prefix):
+            return prefix  # no top-level line in the window: lex all of it
+        nxt = prefix[at + 1]
+        if not nxt.isspace() and nxt != "#":
+            return prefix[at + 1 :]
+        at += 1
 
 
 def _rerank_table() -> dict[str, dict[str, float]]:
@@ -88,7 +108,7 @@ class CodeFillRuntime:
 
     def encode(self, prefix: str, room: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """The last (block_size - room) name and type ids of the text before a cursor."""
-        names, types = streams(prefix, prefix=True)
+        names, types = streams(window(prefix), prefix=True)
         keep = self.block_size - room
         names_ids = np.asarray([self.vocab.encode(names[-keep:])], dtype=np.int64)
         type_ids = np.asarray([encode_types(types[-keep:])], dtype=np.int64)
@@ -114,8 +134,14 @@ class CodeFillRuntime:
         partial: str = "",
         scopes: dict[str, Declaration] | None = None,
         k: int = 10,
+        file_names: dict[str, int] | None = None,
     ) -> list[Candidate]:
-        """Top-k identifiers to follow `prefix` (which ends before the partial identifier)."""
+        """Top-k identifiers to follow `prefix` (which ends before the partial identifier).
+
+        `file_names` (identifier -> count in the file) lets names the vocabulary lacks share
+        the probability of <unk> in proportion to their counts: a held-out package's own
+        names are mostly outside the training vocabulary.
+        """
         names, types = self.encode(prefix)
         if names.shape[1] == 0:  # an empty file: start from the end-of-text separator
             names = np.asarray([[self.eot]], np.int64)
@@ -128,11 +154,19 @@ class CodeFillRuntime:
             allowed = allowed & np.array([n.startswith(partial) for n in self._names])
         masked = np.where(allowed, probs, -1.0)
         top = np.argsort(-masked)[: max(k, RERANK_TOP)]
-        top = top[masked[top] >= 0]
+        ranked = [(str(self._names[i]), float(probs[i])) for i in top if masked[i] >= 0]
+        unknown = {
+            n: c
+            for n, c in (file_names or {}).items()
+            if n not in self.vocab.ids and n.startswith(partial) and n != partial
+        }
+        if unknown:
+            p_unk, total = float(probs[self.vocab.unk]), sum(unknown.values())
+            ranked += [(n, p_unk * c / total) for n, c in unknown.items()]
+            ranked.sort(key=lambda pair: -pair[1])
         table, scopes = _rerank_table(), scopes or {}
         out = []
-        for rank, i in enumerate(top):
-            name, p = str(self._names[i]), float(probs[i])
+        for rank, (name, p) in enumerate(ranked[: max(k, RERANK_TOP)]):
             decl = scopes.get(name)
             weight = table[decl.role][decl.where] if decl and rank < RERANK_TOP else 1.0
             out.append(Candidate(name, p * weight, p, decl))
@@ -145,7 +179,7 @@ class CodeFillRuntime:
         if ctx.in_string_or_comment:
             return CodeFillResult([], False, ctx.partial)
         prefix = doc.text[: ctx.offset - len(ctx.partial)]
-        found = self.next_names(prefix, ctx.partial, ctx.scopes, k)
+        found = self.next_names(prefix, ctx.partial, ctx.scopes, k, ctx.identifiers)
         return CodeFillResult(found, ctx.cardinal, ctx.partial)
 
     def statement(self, prefix: str, max_names: int = 16) -> list[str]:

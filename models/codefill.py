@@ -63,9 +63,14 @@ class Decoder(nn.Module):
         self.head = nn.Linear(cfg.n_embd, n_out, bias=False)
 
     def forward(
-        self, names: torch.Tensor, types: torch.Tensor | None, past: torch.Tensor | None = None
+        self,
+        names: torch.Tensor,
+        types: torch.Tensor | None,
+        past: torch.Tensor | None = None,
+        last_only: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits (B, T, n_out) and this decoder's new cache (L, 2, B, H, P+T, D)."""
+        """Logits (B, T, n_out), or (B, 1, n_out) for the last position only, and this
+        decoder's new cache (L, 2, B, H, P+T, D)."""
         T = names.shape[1]
         start = 0 if past is None else past.shape[4]
         pos = torch.arange(start, start + T, device=names.device)
@@ -76,7 +81,10 @@ class Decoder(nn.Module):
         for i, block in enumerate(self.blocks):
             x, present = block(x, None if past is None else past[i])
             presents.append(present)
-        return self.head(self.ln_f(x)), torch.stack(presents)
+        x = self.ln_f(x)
+        if last_only:  # a prompt needs one prediction: skip the head's largest matmul
+            x = x[:, -1:]
+        return self.head(x), torch.stack(presents)
 
 
 class CodeFill(nn.Module):
@@ -117,16 +125,20 @@ class CodeFill(nn.Module):
         return sum(((a.float() - b.float()) ** 2).sum() for a, b in pairs)  # type: ignore[return-value]
 
     def step(
-        self, names: torch.Tensor, types: torch.Tensor, past: torch.Tensor | None = None
+        self,
+        names: torch.Tensor,
+        types: torch.Tensor,
+        past: torch.Tensor | None = None,
+        last_only: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """Name logits (B, T, N), type logits (B, T, K) or None, and the cache (S*L, ...)."""
+        """Name logits (B, T, N), type logits (B, T, K) or None, and the cache (S*L, ...);
+        with `last_only` the logits are those of the last position, (B, 1, ...)."""
         L = self.config.n_layer
-        name_logits, present = self.name_decoder(names, types, None if past is None else past[:L])
+        p_name, p_type = (None, None) if past is None else (past[:L], past[L:])
+        name_logits, present = self.name_decoder(names, types, p_name, last_only)
         if self.type_decoder is None:
             return name_logits, None, present
-        type_logits, type_present = self.type_decoder(
-            names, types, None if past is None else past[L:]
-        )
+        type_logits, type_present = self.type_decoder(names, types, p_type, last_only)
         return name_logits, type_logits, torch.cat([present, type_present])
 
     def forward(
@@ -165,16 +177,21 @@ class CodeFill(nn.Module):
 
 
 class CodeFillStep(nn.Module):
-    """The exported graph: (names, types, past) -> (name logits, type logits, present)."""
+    """The exported graph: (names, types, past) -> (name logits, type logits, present).
 
-    def __init__(self, model: CodeFill) -> None:
+    The server exports it with `last_only`: a prompt and each decoding step need the logits
+    of the last position alone.
+    """
+
+    def __init__(self, model: CodeFill, last_only: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.last_only = last_only
 
     def forward(
         self, names: torch.Tensor, types: torch.Tensor, past: torch.Tensor
     ) -> tuple[torch.Tensor, ...]:
-        name_logits, type_logits, present = self.model.step(names, types, past)
+        name_logits, type_logits, present = self.model.step(names, types, past, self.last_only)
         if type_logits is None:
             return name_logits, present
         return name_logits, type_logits, present

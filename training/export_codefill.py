@@ -1,8 +1,9 @@
 """Export a CodeFill checkpoint to ONNX (both decoders, KV cache, int8) and a release folder.
 
-The graph is CodeFillStep: (names, types, past) -> (name_logits, type_logits, present); the
-server reads the name logits (next-name candidates) and, when it completes a statement, the
-type logits (the type of the name it just chose, for the next step's input).
+The graph is CodeFillStep: (names, types, past) -> (name_logits, type_logits, present), the
+logits of the last position only; the server reads the name logits (next-name candidates)
+and, when it completes a statement, the type logits (the type of the name it just chose, for
+the next step's input).
 """
 
 from __future__ import annotations
@@ -35,12 +36,13 @@ def export_onnx(model: CodeFill, path: Path) -> None:
     ids = torch.zeros((2, 3), dtype=torch.long)
     past = torch.zeros((layers, 2, 2, cfg.n_head, 2, cfg.n_embd // cfg.n_head))
     outputs = output_names(model)
-    axes = {name: {0: "batch", 1: "seq"} for name in ("names", "types", *outputs[:-1])}
+    axes = {name: {0: "batch", 1: "seq"} for name in ("names", "types")}
+    axes |= {name: {0: "batch"} for name in outputs[:-1]}  # (B, 1, V): the last position
     axes |= {"past": {2: "batch", 4: "past_seq"}, "present": {2: "batch", 4: "total_seq"}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            CodeFillStep(model),
+            CodeFillStep(model, last_only=True),
             (ids, ids.clone(), past),
             str(path),
             input_names=["names", "types", "past"],
@@ -73,7 +75,7 @@ def parity(model: CodeFill, onnx_path: Path, steps: int = 3) -> float:
         with torch.no_grad():
             ref = model.step(torch.from_numpy(seq_n), torch.from_numpy(seq_t))
         for got, want in zip(outs[:-1], ref[:-1], strict=False):
-            diff = np.abs(want[:, -names.shape[1] :].numpy() - got).max()
+            diff = np.abs(want[:, -1:].numpy() - got).max()
             worst = max(worst, float(diff))
         names = rng.integers(0, cfg.n_names, size=(2, 1))
         types = rng.integers(0, cfg.n_types, size=(2, 1))

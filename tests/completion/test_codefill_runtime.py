@@ -96,7 +96,8 @@ def test_runtime_logits_match_torch(trained: tuple[CodeFill, Path]) -> None:
     got, _, _ = rt.run(names, types, rt.empty_past())
     with torch.no_grad():
         want, _ = model(torch.from_numpy(names), torch.from_numpy(types))
-    assert np.abs(got - want.numpy()).max() < 0.5  # int8
+    assert got.shape[1] == 1  # the exported graph returns the last position only
+    assert np.abs(got[0, -1] - want[0, -1].numpy()).max() < 0.5  # int8
     assert got[0, -1].argmax() == want[0, -1].argmax()
 
 
@@ -143,3 +144,29 @@ def test_statement_completion_uses_the_cache(trained: tuple[CodeFill, Path]) -> 
     prefix = SNIPPET[: SNIPPET.index("self.total + amount")]
     assert rt.statement(prefix) == ["self", ".", "total", "+", "amount"]
     assert rt.statement(prefix, max_names=2) == ["self", "."]
+
+
+def test_names_outside_the_vocabulary_share_the_unknown_probability(
+    trained: tuple[CodeFill, Path],
+) -> None:
+    rt = CodeFillRuntime(trained[1] / "release")
+    prefix = SNIPPET[: SNIPPET.index("total + amount")]
+    names, types = rt.encode(prefix)
+    logits = rt.run(names, types, rt.empty_past())[0][0, -1].astype(np.float64)
+    p_unk = np.exp(logits - logits.max())[rt.vocab.unk] / np.exp(logits - logits.max()).sum()
+    found = rt.next_names(prefix, k=50, file_names={"zeta": 3, "omega": 1, "total": 9})
+    by_name = {c.name: c for c in found}
+    assert by_name["zeta"].probability == pytest.approx(p_unk * 3 / 4, rel=1e-5)
+    assert by_name["omega"].probability == pytest.approx(p_unk / 4, rel=1e-5)
+    assert [c.name for c in found].count("total") == 1  # in the vocabulary: the model's own
+    assert "zeta" not in {c.name for c in rt.next_names(prefix, "om", k=50, file_names={"zeta": 3})}
+
+
+def test_window_cuts_at_a_top_level_line() -> None:
+    from fillpoint.completion.codefill_runtime import window
+
+    text = "import os\n\n\ndef f():\n    return 1\n# note\nclass A:\n    x = 1\n"
+    assert window(text, 1000) == text
+    assert window(text, 20) == "class A:\n    x = 1\n"
+    assert window(text, 3) == text  # no top-level line inside the window: all of it
+    assert streams(window(text, 20), prefix=True)[0][:2] == ["class", "A"]

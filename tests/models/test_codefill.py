@@ -128,3 +128,12 @@ def test_checkpoint_round_trip(tmp_path: Path, names_only: bool) -> None:
     assert loaded.config == model.config
     names, types = streams()
     torch.testing.assert_close(loaded(names, types)[0], model(names, types)[0])
+
+
+def test_last_only_logits_are_the_last_position_of_the_full_forward() -> None:
+    model = tiny()
+    names, types = streams()
+    full_n, full_t, _ = model.step(names, types)
+    last_n, last_t, _ = CodeFillStep(model, last_only=True)(names, types, None)
+    torch.testing.assert_close(last_n, full_n[:, -1:])
+    torch.testing.assert_close(last_t, full_t[:, -1:])
