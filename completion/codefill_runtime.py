@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import keyword
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from .types import EngineError, Position
 
 RERANK_TOP = 10  # CodeFill re-ranks its top-10 candidates
 WINDOW_CHARS = 6000  # text lexed before the cursor: block_size names need about 2000
+CHAR_STRIDE = 2000  # the lexed text starts on a grid, so it stays put while the user types
+TOKEN_STRIDE = 64  # so does the first name of the prompt: the cached keys/values stay valid
 
 
 @dataclass(frozen=True)
@@ -45,15 +48,16 @@ class CodeFillResult:
     partial: str = ""
 
 
-def window(prefix: str, chars: int = WINDOW_CHARS) -> str:
-    """The end of `prefix` from a line that starts a top-level statement, about `chars` long.
+def window(prefix: str, chars: int = WINDOW_CHARS, stride: int = CHAR_STRIDE) -> str:
+    """The end of `prefix` from a line that starts a top-level statement, at least `chars`
+    long, searched from a multiple of `stride`.
 
     Lexing the whole file on every request costs more than the model call; a cut at an
     unindented line keeps the indentation that tokenize sees consistent.
     """
     if len(prefix) <= chars:
         return prefix
-    at = len(prefix) - chars
+    at = (len(prefix) - chars) // stride * stride
     while True:
         at = prefix.find("\n", at)
         if at < 0 or at + 1 >= len(prefix):
@@ -101,18 +105,48 @@ class CodeFillRuntime:
         )
         self._names = np.array(names, dtype=object)
         self.eos, self.eot = self.vocab.ids[EOS], self.vocab.ids[EOT]
+        empty = np.zeros((1, 0), np.int64)
+        self._cache: tuple[np.ndarray, np.ndarray, np.ndarray] = (empty, empty, self.empty_past())
+        self._lock = threading.Lock()
+        self.names_run = 0  # names that went through the model, the cached ones not counted
 
     def empty_past(self) -> np.ndarray:
         """A cache of length 0 for one sequence."""
         return np.zeros((self.layers, 2, 1, self.n_head, 0, self.head_dim), np.float32)
 
     def encode(self, prefix: str, room: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """The last (block_size - room) name and type ids of the text before a cursor."""
+        """Name and type ids (1, T) of the text before a cursor, at most block_size - room.
+
+        The prompt starts on a grid of TOKEN_STRIDE names, so successive requests share
+        their beginning (and cache) until the cursor has moved on by a stride.
+        """
         names, types = streams(window(prefix), prefix=True)
-        keep = self.block_size - room
-        names_ids = np.asarray([self.vocab.encode(names[-keep:])], dtype=np.int64)
-        type_ids = np.asarray([encode_types(types[-keep:])], dtype=np.int64)
+        keep, n = self.block_size - room, len(names)
+        start = 0 if n <= keep else ((n - keep) // TOKEN_STRIDE + 1) * TOKEN_STRIDE
+        if not names:  # an empty file: start from the end-of-text separator
+            return np.asarray([[self.eot]], np.int64), np.asarray([[TYPE_ID["EOT"]]], np.int64)
+        names_ids = np.asarray([self.vocab.encode(names[start:])], dtype=np.int64)
+        type_ids = np.asarray([encode_types(types[start:])], dtype=np.int64)
         return names_ids, type_ids
+
+    def prompt(
+        self, names: np.ndarray, types: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """`run` over a whole prompt, reusing the cache of the previous prompt's common start."""
+        with self._lock:
+            cached_n, cached_t, cached_past = self._cache
+        n = names.shape[1]
+        same = min(n - 1, cached_n.shape[1])  # at least one name runs, for its logits
+        differ = (cached_n[0, :same] != names[0, :same]) | (cached_t[0, :same] != types[0, :same])
+        common = int(np.argmax(differ)) if differ.any() else same
+        past = cached_past[:, :, :, :, :common] if common else self.empty_past()
+        self.names_run += n - common
+        name_logits, type_logits, present = self.run(
+            names[:, common:], types[:, common:], np.ascontiguousarray(past)
+        )
+        with self._lock:
+            self._cache = (names, types, present)
+        return name_logits, type_logits, present
 
     def run(
         self, names: np.ndarray, types: np.ndarray, past: np.ndarray
@@ -142,11 +176,7 @@ class CodeFillRuntime:
         the probability of <unk> in proportion to their counts: a held-out package's own
         names are mostly outside the training vocabulary.
         """
-        names, types = self.encode(prefix)
-        if names.shape[1] == 0:  # an empty file: start from the end-of-text separator
-            names = np.asarray([[self.eot]], np.int64)
-            types = np.asarray([[TYPE_ID["EOT"]]], np.int64)
-        logits = self.run(names, types, self.empty_past())[0][0, -1].astype(np.float64)
+        logits = self.prompt(*self.encode(prefix))[0][0, -1].astype(np.float64)
         probs = np.exp(logits - logits.max())
         probs /= probs.sum()
         allowed = self.identifier
@@ -187,19 +217,16 @@ class CodeFillRuntime:
 
         Each chosen name is fed back with the type the type decoder predicted for it.
         """
-        names, types = self.encode(prefix, room=max_names)
-        if names.shape[1] == 0:
-            names = np.asarray([[self.eot]], np.int64)
-            types = np.asarray([[TYPE_ID["EOT"]]], np.int64)
-        past = self.empty_past()
+        name_logits, type_logits, past = self.prompt(*self.encode(prefix, room=max_names))
         out: list[str] = []
-        for _ in range(max_names):
-            name_logits, type_logits, past = self.run(names, types, past)
+        while True:
             nxt = int(name_logits[0, -1].argmax())
             if nxt in (self.eos, self.eot):
                 break
             out.append(self.vocab.names[nxt])
+            if len(out) == max_names:
+                break
             typ = 0 if type_logits is None else int(type_logits[0, -1].argmax())
-            names = np.asarray([[nxt]], np.int64)
-            types = np.asarray([[typ]], np.int64)
+            step = np.asarray([[nxt]], np.int64), np.asarray([[typ]], np.int64)
+            name_logits, type_logits, past = self.run(*step, past)
         return out

@@ -167,6 +167,41 @@ def test_window_cuts_at_a_top_level_line() -> None:
 
     text = "import os\n\n\ndef f():\n    return 1\n# note\nclass A:\n    x = 1\n"
     assert window(text, 1000) == text
-    assert window(text, 20) == "class A:\n    x = 1\n"
-    assert window(text, 3) == text  # no top-level line inside the window: all of it
-    assert streams(window(text, 20), prefix=True)[0][:2] == ["class", "A"]
+    assert window(text, 20, stride=1) == "class A:\n    x = 1\n"
+    assert window(text, 3, stride=1) == text  # no top-level line in the window: all of it
+    assert streams(window(text, 20, stride=1), prefix=True)[0][:2] == ["class", "A"]
+    grown = text + "y = 2\n"  # the start stays on its grid while the text grows
+    assert window(grown, 20, stride=30) == window(text, 20, stride=30) + "y = 2\n"
+
+
+def test_prompt_cache_reuses_the_common_start_and_changes_nothing(
+    trained: tuple[CodeFill, Path],
+) -> None:
+    cached = CodeFillRuntime(trained[1] / "release")
+    cuts = [SNIPPET.index(w) for w in ("self.total = start", "def add", "return self.total")]
+    ran = []
+    for cut in cuts + cuts[:1]:  # on through the file, then back to the start
+        prefix = SNIPPET[:cut]
+        fresh = CodeFillRuntime(trained[1] / "release")
+        want = [(c.name, round(c.probability, 5)) for c in fresh.next_names(prefix)]
+        before = cached.names_run
+        assert [(c.name, round(c.probability, 5)) for c in cached.next_names(prefix)] == want
+        ran.append((cached.names_run - before, fresh.names_run))
+    assert ran[0][0] == ran[0][1]  # nothing cached yet
+    assert all(0 < mine < full for mine, full in ran[1:3])  # only the new names ran
+    assert ran[3][0] == 1  # a prefix of the cached prompt: its last name runs again
+
+
+def test_prompt_starts_on_a_stride_grid_in_a_long_file(trained: tuple[CodeFill, Path]) -> None:
+    from fillpoint.completion.codefill_runtime import TOKEN_STRIDE
+
+    rt = CodeFillRuntime(trained[1] / "release")
+    long = SNIPPET * 12  # about 700 names, more than the 128-name block
+    full = streams(long, prefix=True)[0]
+    names, types = rt.encode(long)
+    n = names.shape[1]
+    assert rt.block_size - TOKEN_STRIDE <= n <= rt.block_size and names.shape == types.shape
+    assert (len(full) - n) % TOKEN_STRIDE == 0
+    assert rt.vocab.decode(names[0].tolist()) == full[len(full) - n :]
+    shorter = rt.encode(long[:-40])[0][0]  # a few names less: the same start
+    assert shorter[:-1].tolist() == names[0, : len(shorter) - 1].tolist()
