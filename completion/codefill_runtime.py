@@ -16,6 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from onnxruntime.capi.onnxruntime_pybind11_state import (
+    Fail,
+    InvalidArgument,
+    InvalidProtobuf,
+    NoSuchFile,
+)
 
 from .codefill_streams import EOS, EOT, SPECIALS, TYPE_ID, Vocab, encode_types, streams
 from .context import build_context
@@ -90,7 +96,15 @@ class CodeFillRuntime:
             self.session = ort.InferenceSession(
                 str(folder / "model.onnx"), opts, providers=["CPUExecutionProvider"]
             )
-        except (OSError, ValueError, KeyError, ort.capi.onnxruntime_pybind11_state.Fail) as exc:
+        except (
+            OSError,
+            ValueError,
+            KeyError,
+            Fail,
+            InvalidArgument,
+            InvalidProtobuf,
+            NoSuchFile,
+        ) as exc:
             raise EngineError(f"cannot load the CodeFill model in {folder}: {exc}") from exc
         self.names_only = bool(cfg.get("names_only", False))
         self.block_size = int(cfg["block_size"])

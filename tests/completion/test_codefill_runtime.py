@@ -205,3 +205,18 @@ def test_prompt_starts_on_a_stride_grid_in_a_long_file(trained: tuple[CodeFill, 
     assert rt.vocab.decode(names[0].tolist()) == full[len(full) - n :]
     shorter = rt.encode(long[:-40])[0][0]  # a few names less: the same start
     assert shorter[:-1].tolist() == names[0, : len(shorter) - 1].tolist()
+
+
+def test_a_broken_model_folder_is_an_engine_error(trained: tuple[CodeFill, Path], tmp_path) -> None:
+    import shutil
+
+    from fillpoint.completion.types import EngineError
+
+    folder = tmp_path / "broken"
+    shutil.copytree(trained[1] / "release", folder)
+    (folder / "model.onnx").write_bytes(b"not a model")
+    with pytest.raises(EngineError):
+        CodeFillRuntime(folder)
+    (folder / "vocab.json").unlink()
+    with pytest.raises(EngineError):
+        CodeFillRuntime(folder)
