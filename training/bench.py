@@ -46,6 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-jedi", action="store_true", help="skip jedi-language-server")
     p.add_argument(
+        "--decoding",
+        type=int,
+        default=20,
+        metavar="N",
+        help="also time line decoding, greedy against Token Recycling, on N lines per file (0: no)",
+    )
+    p.add_argument(
         "--profile",
         type=int,
         metavar="N",
@@ -119,7 +126,15 @@ async def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
         for s in servers:
             await s.stop()
     meta = {"command": command, "loadavg": loadavg, "changes": changes, "model": args.model}
-    return _result(servers, summaries, files, sessions, args, meta)
+    result = _result(servers, summaries, files, sessions, args, meta)
+    if args.decoding > 0:
+        from fillpoint.completion.engine import default_model_path
+
+        from .bench_decoding import compare
+
+        model = Path(args.model) if args.model else default_model_path()
+        result["decoding"] = compare(model, files, args.decoding, args.seed)
+    return result
 
 
 def _result(

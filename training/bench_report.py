@@ -143,6 +143,10 @@ def to_markdown(result: dict[str, Any], png_name: str | None) -> str:
         lines.append(f"| {key} | {_fmt(_lookup(ours, key), unit)} | {theirs} |")
     if png_name:
         lines += ["", f"![latency distributions]({png_name})"]
+    if result.get("decoding"):
+        from .bench_decoding import to_markdown as decoding_markdown
+
+        lines += ["", *decoding_markdown(result["decoding"])]
     lines += ["", "Files: " + ", ".join(f"`{f}`" for f in work["files"]), ""]
     return "\n".join(lines)
 

@@ -48,7 +48,7 @@ def test_bench_writes_all_outputs(tiny_model_dir: Path, tmp_path: Path) -> None:
     stem = tmp_path / "out" / "benchmarks"
     argv = ["--model", str(tiny_model_dir), "--corpus", str(tmp_path / "no-corpus")]
     argv += ["--files", "1", "--requests", str(N_REQUESTS), "--chunk", "3", "--out", str(stem)]
-    assert bench.main(argv) == 0
+    assert bench.main([*argv, "--decoding", "4"]) == 0
 
     result = json.loads(stem.with_suffix(".json").read_text())
     markdown = stem.with_suffix(".md").read_text()
@@ -78,6 +78,10 @@ def test_bench_writes_all_outputs(tiny_model_dir: Path, tmp_path: Path) -> None:
     assert "p95_ratio_vs_jedi" in metrics
     for row in result["checks"]:
         assert f"| {row['metric']} |" in markdown
+
+    decoded = result["decoding"]  # greedy against Token Recycling on the same file
+    assert decoded["lines"] == 4 and decoded["identical"] == 4 and decoded["tokens"] > 0
+    assert decoded["speedup"] > 0 and "| Token Recycling |" in markdown
 
     if jedi_command() is None:
         pytest.skip("jedi-language-server is not installed: no comparison to check")
