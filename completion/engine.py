@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import decoding
 from .bytelevel_onnx import ByteLevelDecoder
+from .codefill_runtime import CodeFillRuntime
 from .context import Context, build_context
 from .documents import Document
 from .postprocess import clean_inline
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 # CodeFill's scope-aware re-ranking: a top-10 candidate declared in the visible file has its
 # probability multiplied by a weight that depends on its role and where it was declared.
 FILE_SCORED = 12  # the file's most frequent names scored by the model at each request
+CODEFILL_TOP = 20  # CodeFill names taken into the mixture
 RERANK = {
     "attribute": {"function": 1.625, "class": 1.250, "file": 1.125},
     "variable": {"function": 1.625, "class": 1.125, "file": 1.500},
@@ -64,6 +66,7 @@ class Engine:
         self._no_bytelevel = False
         self._caches: dict[str, decoding.PrefixCache] = {}
         self._recycler: Recycler | None = None  # its table learns across requests
+        self._codefill: CodeFillRuntime | None = None  # the name model, when the release has one
         self._typed = TypedThrough()
 
     def load(self) -> None:
@@ -77,8 +80,15 @@ class Engine:
                 self._lm, self._vocab, self._bytelevel, self.model_name = None, None, None, ""
                 self.error = str(exc)
             return
+        codefill = None
+        if self.settings.codefill_weight > 0 and (folder / "codefill" / "model.onnx").exists():
+            try:
+                codefill = CodeFillRuntime(folder / "codefill")
+            except EngineError as exc:  # the list still works from the decoder alone
+                log.warning("CodeFill model unavailable: %s", exc)
         with self._lock:
             self._lm, self._vocab, self._bytelevel = lm, vocab, None
+            self._codefill = codefill
             # one cache per request kind: completion and inline prompts differ (FIM)
             self._caches = {k: decoding.PrefixCache(lm) for k in ("complete", "inline")}
             self._recycler = Recycler(lm) if lm.tree_inputs else None
@@ -139,9 +149,27 @@ class Engine:
         else:
             cache = self._caches.get("complete")
             found = model_candidates(lm, vocab, ctx, self._mode(), cancel, cache)
-        items = rank(found, ctx, self.settings.max_items, self.settings.file_weight)
+        named = self._codefill_names(head, ctx)
+        items = rank(
+            found,
+            ctx,
+            self.settings.max_items,
+            self.settings.file_weight,
+            named,
+            self.settings.codefill_weight,
+        )
         self._typed.remember_list(doc.uri, head, ctx.partial, items)
         return CompletionResult(items, span, (time.perf_counter() - t0) * 1000)
+
+    def _codefill_names(self, head: str, ctx: Context) -> dict[str, float]:
+        """CodeFill's next-name probabilities for the identifier being typed (before re-ranking:
+        `rank` applies the scope weights once to the mixture)."""
+        with self._lock:
+            codefill = self._codefill
+        if codefill is None:
+            return {}
+        found = codefill.next_names(head, ctx.partial, None, CODEFILL_TOP, ctx.identifiers)
+        return {c.name: c.probability for c in found}
 
     def inline(
         self, doc: Document, pos: Position, cancel: CancelToken | None = None
@@ -242,27 +270,38 @@ def file_pool(ctx: Context) -> dict[str, float]:
 
 
 def rank(
-    found: list[decoding.Candidate], ctx: Context, max_items: int, file_weight: float
+    found: list[decoding.Candidate],
+    ctx: Context,
+    max_items: int,
+    file_weight: float,
+    named: dict[str, float] | None = None,
+    codefill_weight: float = 0.0,
 ) -> list[CompletionCandidate]:
-    """Mix the model's candidates with the file's identifiers, then re-rank by scope.
+    """Mix the models' candidates with the file's identifiers, then re-rank by scope.
 
     p(w) = (1 - file_weight) * p_model(w) + file_weight * p_file(w), where p_file is the
     frequency of `w` among the file's identifiers that start with the typed text (a cache
-    model); names declared in the file are then boosted by CodeFill's scope weights.
+    model) and p_model = (1 - codefill_weight) * p_pycoder + codefill_weight * p_codefill,
+    each normalised over its own candidates (a side without candidates gives its share to
+    the others); names declared in the file are then boosted by CodeFill's scope weights.
     """
-    model: dict[str, float] = {}
+    pycoder: dict[str, float] = {}
     if found:
         top = max(c.logp for c in found)
         for c in found:
             if c.continuation:  # an empty continuation is the typed text itself
-                model[ctx.partial + c.continuation] = math.exp(c.logp - top)
+                pycoder[ctx.partial + c.continuation] = math.exp(c.logp - top)
+    codefill = {
+        w: p
+        for w, p in (named or {}).items()
+        if codefill_weight > 0 and w.startswith(ctx.partial) and w != ctx.partial
+    }
+    model = _mix(pycoder, codefill, codefill_weight)
     file = file_pool(ctx)
-    m_total, f_total = sum(model.values()), sum(file.values())
+    f_total = sum(file.values())
     wm = (1.0 - file_weight) if file else 1.0
     wf = file_weight if model else 1.0
-    scores: dict[str, float] = {}
-    for name, p in model.items():
-        scores[name] = wm * p / m_total
+    scores: dict[str, float] = {name: wm * p for name, p in model.items()}
     for name, n in file.items():
         scores[name] = scores.get(name, 0.0) + wf * n / f_total
     for name in scores:
@@ -275,8 +314,20 @@ def rank(
         CompletionCandidate(
             name,
             p / norm,
-            "pycoder" if name in model else "file",
+            "pycoder" if name in pycoder else "codefill" if name in codefill else "file",
             "keyword" if iskeyword(name) else "identifier",
         )
         for name, p in ranked
     ]
+
+
+def _mix(a: dict[str, float], b: dict[str, float], b_weight: float) -> dict[str, float]:
+    """(1 - b_weight) * a + b_weight * b, each normalised first; an empty side drops out."""
+    a_total, b_total = sum(a.values()), sum(b.values())
+    wa = (1.0 - b_weight) if b_total > 0 else 1.0
+    wb = b_weight if a_total > 0 else 1.0
+    out = {w: wa * p / a_total for w, p in a.items()} if a_total > 0 else {}
+    if b_total > 0:
+        for w, p in b.items():
+            out[w] = out.get(w, 0.0) + wb * p / b_total
+    return out

@@ -92,7 +92,12 @@ class EngineSettings:
     inline: bool = True
     mid_token: MidTokenMode = "healing"
     max_inline_tokens: int = 48
-    file_weight: float = 0.6  # share of the file's identifier frequencies (tuned on valid)
+    # Mixture weights, tuned together on the valid split (python -m fillpoint.training.tune):
+    # the file's identifier frequencies get file_weight; the CodeFill name model (a
+    # `codefill/` folder inside the release) gets codefill_weight of the model side, and
+    # 0 or a release without one leaves PyCoder alone there.
+    file_weight: float = 0.3
+    codefill_weight: float = 0.5
     # Token Recycling for inline completion: the same text; off because on this model it
     # accepts too few drafts to beat plain greedy decoding (docs/benchmarks.md)
     token_recycling: bool = False

@@ -1,7 +1,8 @@
-"""Tune the engine's file-identifier weight on the validation split (never on test).
+"""Tune the engine's mixture weights on the validation split (never on test).
 
-The model's beams are computed once per sample; only the cheap mixing step is repeated
-for each weight, so a sweep costs one model pass.
+The file-identifier weight and, when the release has a CodeFill model, the CodeFill share
+of the model side. The models run once per sample; only the cheap mixing step is repeated
+for each pair of weights, so a sweep costs one model pass.
 """
 
 from __future__ import annotations
@@ -14,20 +15,32 @@ from pathlib import Path
 from tqdm import tqdm
 
 from fillpoint.completion import decoding
+from fillpoint.completion.codefill_runtime import CodeFillRuntime
 from fillpoint.completion.context import build_context
 from fillpoint.completion.documents import Document
-from fillpoint.completion.engine import model_candidates, rank
+from fillpoint.completion.engine import CODEFILL_TOP, model_candidates, rank
 from fillpoint.completion.runtime import OnnxDecoder
 
 from .evaluate import _end, rank_metrics, sample_points
 
 WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8)
+CODEFILL_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
-def sweep(model: Path, corpus: Path, n: int, weights: tuple[float, ...] = WEIGHTS) -> dict:
-    """top-1/top-5/MRR@10 at identifier starts and mid-token for each file weight."""
+def sweep(
+    model: Path,
+    corpus: Path,
+    n: int,
+    weights: tuple[float, ...] = WEIGHTS,
+    codefill_weights: tuple[float, ...] = CODEFILL_WEIGHTS,
+) -> dict:
+    """top-1/top-5/MRR@10 at identifier starts and mid-token for each pair of weights,
+    keyed "file weight/codefill weight"."""
     lm = OnnxDecoder(model)
     vocab = decoding.Vocab(lm)
+    codefill = CodeFillRuntime(model / "codefill") if (model / "codefill").is_dir() else None
+    if codefill is None:
+        codefill_weights = (0.0,)
     starts, mids, _ = sample_points(corpus, n, 0, seed=1, split="valid")
     out: dict = {}
     for name, samples in (("identifier_starts", starts), ("mid_token", mids)):
@@ -35,13 +48,19 @@ def sweep(model: Path, corpus: Path, n: int, weights: tuple[float, ...] = WEIGHT
         for s in tqdm(samples, desc=name, leave=False):
             doc = Document("file:///tune.py", s.prefix)
             ctx = build_context(doc, _end(s.prefix))
-            cases.append((ctx, model_candidates(lm, vocab, ctx, "healing"), s.truth))
+            named = {}
+            if codefill is not None:
+                head = s.prefix[: len(s.prefix) - len(ctx.partial)]
+                found = codefill.next_names(head, ctx.partial, None, CODEFILL_TOP, ctx.identifiers)
+                named = {c.name: c.probability for c in found}
+            cases.append((ctx, model_candidates(lm, vocab, ctx, "healing"), named, s.truth))
         out[name] = {
-            str(w): rank_metrics(
-                [[c.text for c in rank(found, ctx, 10, w)] for ctx, found, _ in cases],
-                [truth for _, _, truth in cases],
+            f"{w}/{cw}": rank_metrics(
+                [[c.text for c in rank(f, ctx, 10, w, nm, cw)] for ctx, f, nm, _ in cases],
+                [truth for *_, truth in cases],
             )
             for w in weights
+            for cw in codefill_weights
         }
     return out
 
@@ -57,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, rows in result.items():
         print(name)
         for w, m in rows.items():
-            print(f"  w={w:<4} top1 {m['top1']:.3f} top5 {m['top5']:.3f} mrr {m['mrr10']:.3f}")
+            scores = f"top1 {m['top1']:.3f} top5 {m['top5']:.3f} mrr {m['mrr10']:.3f}"
+            print(f"  file/codefill={w:<9} {scores}")
     print(json.dumps(result))
     return 0
 

@@ -217,6 +217,44 @@ def test_rank_without_model_candidates_gives_file_identifiers_all_the_mass() -> 
     assert probs == sorted(probs, reverse=True)
 
 
+def test_rank_mixes_codefill_names_into_the_model_side() -> None:
+    doc, pos = at_end(SOURCE + "        ret")
+    ctx = build_context(doc, pos)
+    found = [Candidate("urn", -0.1), Candidate("ry", -2.0)]
+    named = {"return": 0.5, "retries": 0.4, "ret": 0.1, "other": 0.9}  # "ret" is typed already
+    items = rank(found, ctx, 10, 0.0, named, codefill_weight=0.5)
+    by_name = {i.text: i for i in items}
+    assert set(by_name) == {"return", "retry", "retries"}  # only names extending the typed text
+    assert by_name["retries"].source == "codefill" and by_name["return"].source == "pycoder"
+    assert sum(i.probability for i in items) == pytest.approx(1.0)
+    # weight 0 (or no CodeFill names) ranks exactly as PyCoder alone
+    alone = rank(found, ctx, 10, 0.3)
+    assert rank(found, ctx, 10, 0.3, named, codefill_weight=0.0) == alone
+    assert rank(found, ctx, 10, 0.3, {}, codefill_weight=0.5) == alone
+    # without PyCoder candidates CodeFill's names take the whole model side
+    only = rank([], ctx, 10, 0.0, named, codefill_weight=0.5)
+    assert [i.text for i in only] == ["return", "retries"]
+    assert only[0].probability == pytest.approx(0.5 / 0.9)
+
+
+def test_the_shipped_release_serves_codefill_names_in_the_list(release_model_dir: Path) -> None:
+    eng = Engine(EngineSettings(model_path=str(release_model_dir)))
+    eng.load()
+    assert eng.ready and eng._codefill is not None
+    doc, pos = at_end(SOURCE + "        self.")
+    ctx = build_context(doc, pos)
+    named = eng._codefill_names(doc.text, ctx)
+    assert named and all(p > 0 for p in named.values())
+    items = eng.complete(doc, pos).items
+    top_named = sorted(named, key=named.get, reverse=True)[:5]
+    assert set(top_named) & {i.text for i in items[:10]}  # CodeFill's favourites are listed
+    off = Engine(EngineSettings(model_path=str(release_model_dir), codefill_weight=0.0))
+    off.load()
+    assert off._codefill is None and all(
+        i.source != "codefill" for i in off.complete(doc, pos).items
+    )
+
+
 def test_rank_marks_keywords_and_respects_max_items() -> None:
     doc, pos = at_end(SOURCE + "        ret")
     found = [Candidate("urn", -0.1), *(Candidate(f"x{i}", -3.0 - i) for i in range(20))]
