@@ -93,11 +93,13 @@ def allowed_for_need(vocab: Vocab, rest: str) -> np.ndarray:
     return mask
 
 
-WINDOW_STEP = 64  # the prompt window's start moves in jumps of this many tokens
+# The prompt window's start moves in jumps of this many tokens (at most half the window):
+# each jump re-runs the whole prompt, so longer jumps make that rarer at some cost in context.
+WINDOW_STEP = 128
 
 
 def _fit(ids: list[int], budget: int) -> list[int]:
-    """At most `budget` of the last ids, starting on a multiple of WINDOW_STEP.
+    """At most `budget` of the last ids, starting on a multiple of the window step.
 
     A start that stays put while the user types keeps the prompt's beginning (and with it
     the cached keys/values, whose positions are absolute) the same from one request to the
@@ -105,7 +107,8 @@ def _fit(ids: list[int], budget: int) -> list[int]:
     """
     if len(ids) <= budget:
         return ids
-    drop = -(-(len(ids) - budget) // WINDOW_STEP) * WINDOW_STEP
+    step = max(1, min(WINDOW_STEP, budget // 2))
+    drop = -(-(len(ids) - budget) // step) * step
     return ids[drop:]
 
 
@@ -179,6 +182,7 @@ class _Branches:
         return log_softmax(logits[0])
 
 
+NEGLIGIBLE = math.log(1000)  # nats below the best finished name at which unfinished beams stop
 WORD_PIECES = 16  # names longer than this many pieces are not scored from the file
 
 
@@ -276,6 +280,8 @@ def identifier_candidates(
         if len(best) == 0:
             break
         worst_done = sorted(done.values(), reverse=True)[top - 1] if len(done) >= top else -math.inf
+        if done:  # a name 1/1000 as likely as the best one barely moves the list
+            worst_done = max(worst_done, max(done.values()) - NEGLIGIBLE)
         if flat[best[0]] < worst_done:
             break  # no unfinished beam can still enter the top list
         rows, toks = np.divmod(best, logp.shape[1])

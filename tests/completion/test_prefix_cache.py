@@ -12,12 +12,16 @@ from fillpoint.completion.runtime import OnnxDecoder
 
 def test_fit_window_start_moves_in_steps() -> None:
     ids = list(range(1000))
-    starts = {decoding._fit(ids[:n], 300)[0] for n in range(300, 360)}
-    assert starts <= {0, 64}  # 60 keystrokes, at most one jump
+    step = decoding.WINDOW_STEP
+    starts = {decoding._fit(ids[:n], 300)[0] for n in range(300, 300 + step)}
+    assert starts <= {0, step}  # a window step of keystrokes, at most one jump
     for n in (10, 300, 301, 999):
         window = decoding._fit(ids[:n], 300)
         assert len(window) <= 300 and window == ids[n - len(window) : n]
-        assert window[0] % decoding.WINDOW_STEP == 0 or n <= 300
+        assert window[0] % step == 0 or n <= 300
+    for budget in (20, 45, 100):  # a small window still keeps at least half of itself
+        for n in range(budget, 400, 7):
+            assert budget // 2 <= len(decoding._fit(ids[:n], budget)) <= budget
 
 
 def test_prefill_matches_fresh_run(tiny_fp32_model_dir: Path) -> None:
