@@ -97,6 +97,8 @@ def _ablation_section(table: dict) -> list[str]:
 def to_markdown(results: dict) -> str:
     """The results as markdown tables."""
     out = [f"Command: `{results.get('command', '')}`", ""]
+    if results.get("model_sha256"):
+        out += [f"model.onnx sha256: `{results['model_sha256']}`", ""]
     if "wall_minutes" in results:
         out += [f"Wall time: {results['wall_minutes']} minutes.", ""]
     for section in ("identifier_starts", "cardinal_points", "mid_token"):

@@ -50,8 +50,9 @@ from .eval_statement import (
 from .token_accuracy import token_accuracy
 
 MODES = ("healing", "naive", "bytelevel")  # how the engine treats a prompt that ends mid-token
-N_STATEMENT = 200  # default sample counts: the whole run stays within 25 minutes on 2 cores
-N_INFILL = 150
+# Default sample counts: the whole run took 14 minutes on 2 busy cores, which leaves room
+# for an ablation model or two (about 3 minutes each) within 25 minutes.
+N_IDENT, N_LINE, N_STATEMENT, N_INFILL = 250, 120, 200, 150
 
 
 @dataclass
@@ -253,8 +254,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of `fillpoint train eval`."""
     p.add_argument("--model", default="models/release", help="release folder to evaluate")
     p.add_argument("--corpus", default="data/corpus")
-    p.add_argument("--n-ident", type=int, default=400, help="identifier samples")
-    p.add_argument("--n-line", type=int, default=200, help="line-completion samples")
+    p.add_argument("--n-ident", type=int, default=N_IDENT, help="identifier samples")
+    p.add_argument("--n-line", type=int, default=N_LINE, help="line-completion samples")
     p.add_argument("--n-statement", type=int, default=N_STATEMENT, help="statement samples")
     p.add_argument("--n-infill", type=int, default=N_INFILL, help="random-span samples")
     p.add_argument(
@@ -282,9 +283,18 @@ def command_line(args: argparse.Namespace) -> str:
     )
 
 
+def model_digest(model: Path) -> str:
+    """The model.onnx checksum from the release manifest: which weights the numbers are for."""
+    try:
+        return json.loads((model / "manifest.json").read_text())["files"]["model.onnx"]
+    except (OSError, KeyError, json.JSONDecodeError):
+        return ""
+
+
 def main(args: argparse.Namespace) -> None:
     """Run the evaluation; write results.json, results.md and the plots."""
     t0 = time.monotonic()
+    digest = model_digest(Path(args.model))
     results = evaluate(
         Path(args.model),
         Path(args.corpus),
@@ -298,6 +308,9 @@ def main(args: argparse.Namespace) -> None:
         ablations=dict(args.ablation),
     )
     results["command"] = command_line(args)
+    if model_digest(Path(args.model)) != digest:
+        raise SystemExit(f"{args.model} changed during the run; its numbers would be mixed")
+    results["model_sha256"] = digest
     results["wall_minutes"] = round((time.monotonic() - t0) / 60, 1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
