@@ -1,8 +1,9 @@
 """Ablations: other releases (a model trained without the type loss, say) on the same samples.
 
-Each model runs through the engine in healing mode, the shipped default, so the rows differ
-only in the model: token accuracy, identifier top-1 and MRR@10 at identifier starts, and
-line exact match and edit similarity.
+Each decoder runs through the engine in healing mode, the shipped default, with the CodeFill
+name model left out (a release may or may not carry one), so the rows differ only in the
+decoder: token accuracy, identifier top-1 and MRR@10 at identifier starts, and line exact
+match and edit similarity.
 """
 
 from __future__ import annotations
@@ -25,17 +26,6 @@ def parse_ablation(spec: str) -> tuple[str, Path]:
     return name, Path(path)
 
 
-def ablation_row(token_acc: dict, ident: dict, line: dict) -> dict:
-    """One table row from the three measurements."""
-    return {
-        "token_accuracy": token_acc["accuracy"],
-        "identifier_top1": ident["top1"],
-        "identifier_mrr10": ident["mrr10"],
-        "line_exact": line["exact"],
-        "line_edit_sim": line["edit_sim"],
-    }
-
-
 def ablation_rows(
     models: dict[str, Path],
     starts: list,
@@ -44,13 +34,19 @@ def ablation_rows(
     seed: int,
     file_weight: float,
 ) -> dict[str, dict]:
-    """Measure each extra model on the identifier starts and line cuts of the main run."""
+    """Measure each model on the identifier starts and line cuts of the main run."""
     rows = {}
     for name, path in models.items():
-        engine = load_engine(path, "healing", file_weight)
+        engine = load_engine(path, "healing", file_weight, codefill_weight=0.0)
         lists, _ = rank_table(engine_ranker(engine), [s.prefix for s in starts], name)
         ident = rank_metrics(lists, [s.truth for s in starts])
         line = inline_metrics(engine, [(s.prefix, "") for s in lines], [s.truth for s in lines])
         acc = token_accuracy(path, corpus, n_files=ACCURACY_FILES, seed=seed)
-        rows[name] = ablation_row(acc, ident, line)
+        rows[name] = {
+            "token_accuracy": acc["accuracy"],
+            "identifier_top1": ident["top1"],
+            "identifier_mrr10": ident["mrr10"],
+            "line_exact": line["exact"],
+            "line_edit_sim": line["edit_sim"],
+        }
     return rows

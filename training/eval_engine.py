@@ -41,10 +41,19 @@ def p50(xs: list[float]) -> float:
     return sorted(xs)[len(xs) // 2] if xs else 0.0
 
 
-def load_engine(model: Path, mode: MidTokenMode, file_weight: float) -> Engine:
+def load_engine(
+    model: Path,
+    mode: MidTokenMode,
+    file_weight: float,
+    codefill_weight: float = EngineSettings().codefill_weight,
+) -> Engine:
     """An engine for `model` in one mid-token mode; exits with the load error if it fails."""
     settings = EngineSettings(
-        model_path=str(model), mid_token=mode, max_items=10, file_weight=file_weight
+        model_path=str(model),
+        mid_token=mode,
+        max_items=10,
+        file_weight=file_weight,
+        codefill_weight=codefill_weight,
     )
     engine = Engine(settings)
     engine.load()

@@ -87,7 +87,7 @@ def _ablation_section(table: dict) -> list[str]:
     ]
     header = ["model", "token acc", "identifier top-1", "identifier MRR@10", "line EM"]
     return [
-        "### ablation (healing mode, same samples)",
+        "### ablation (decoder alone: healing mode, no CodeFill names, same samples)",
         "",
         *_table([*header, "line edit sim"], rows),
         "",

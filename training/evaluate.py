@@ -26,7 +26,7 @@ from fillpoint.completion.documents import Document
 from fillpoint.completion.types import EngineSettings
 
 from .corpus import iter_split
-from .eval_ablation import ablation_row, ablation_rows, parse_ablation
+from .eval_ablation import ablation_rows, parse_ablation
 from .eval_engine import (
     Ranker,
     _end,
@@ -202,6 +202,7 @@ def evaluate(
     seed: int = 0,
     split: str = "test",
     file_weight: float = EngineSettings().file_weight,
+    codefill_weight: float = EngineSettings().codefill_weight,
     n_statement: int = 0,
     n_infill: int = 0,
     ablations: dict[str, Path] | None = None,
@@ -215,7 +216,7 @@ def evaluate(
         for i, s in enumerate(starts)
         if build_context(Document("file:///e.py", s.prefix), _end(s.prefix)).cardinal
     ]
-    engines = {mode: load_engine(model, mode, file_weight) for mode in MODES}
+    engines = {mode: load_engine(model, mode, file_weight, codefill_weight) for mode in MODES}
     all_rankers = baseline_rankers(ngram)
     all_rankers |= {f"fillpoint ({mode})": engine_ranker(e) for mode, e in engines.items()}
     all_rankers |= rankers or {}
@@ -240,13 +241,8 @@ def evaluate(
     if n_infill:
         results["infill"] = infill_metrics(engines, sample_spans(corpus, n_infill, seed, split))
     if ablations:
-        main_row = ablation_row(
-            results["token_accuracy"],
-            results["identifier_starts"]["fillpoint (healing)"],
-            results["line"],
-        )
-        others = ablation_rows(ablations, starts, lines, corpus, seed, file_weight)
-        results["ablation"] = {str(model): main_row} | others
+        models = {str(model): model} | ablations
+        results["ablation"] = ablation_rows(models, starts, lines, corpus, seed, file_weight)
     return results
 
 
@@ -268,6 +264,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--file-weight", type=float, default=EngineSettings().file_weight)
+    p.add_argument(
+        "--codefill-weight",
+        type=float,
+        default=EngineSettings().codefill_weight,
+        help="share of the release's CodeFill name model, if it has one (0: decoder alone)",
+    )
     p.add_argument("--split", default="test", choices=["test", "valid"], help="valid: for tuning")
     p.add_argument("--out", default="docs/evaluation", help="folder for results and plots")
 
@@ -278,8 +280,8 @@ def command_line(args: argparse.Namespace) -> str:
     return (
         f"fillpoint train eval --model {args.model} --corpus {args.corpus} --split {args.split} "
         f"--n-ident {args.n_ident} --n-line {args.n_line} --n-statement {args.n_statement} "
-        f"--n-infill {args.n_infill} --seed {args.seed} --file-weight {args.file_weight}"
-        f"{ablations} --out {args.out}"
+        f"--n-infill {args.n_infill} --seed {args.seed} --file-weight {args.file_weight} "
+        f"--codefill-weight {args.codefill_weight}{ablations} --out {args.out}"
     )
 
 
@@ -303,6 +305,7 @@ def main(args: argparse.Namespace) -> None:
         args.seed,
         args.split,
         args.file_weight,
+        args.codefill_weight,
         n_statement=args.n_statement,
         n_infill=args.n_infill,
         ablations=dict(args.ablation),
