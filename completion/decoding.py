@@ -112,31 +112,45 @@ def _fit(ids: list[int], budget: int) -> list[int]:
     return ids[drop:]
 
 
-class PrefixCache:
-    """The key/value cache of the last prompt: the next prompt runs only its new tokens."""
+ROOM = 48  # positions kept free after every prompt window for what is generated after it
 
-    def __init__(self, lm: OnnxDecoder) -> None:
-        self.lm = lm
-        self._ids: list[int] = []
-        self._past: np.ndarray | None = None
-        self._logp: np.ndarray | None = None
+
+def _window(lm: OnnxDecoder, ids: list[int], room: int) -> list[int]:
+    """The prompt window for `room` generated tokens; the same for every room up to ROOM,
+    so completion and inline prompts of one position share their cached keys/values."""
+    return _fit(ids, lm.block_size - max(room, ROOM) - 1) or [lm.eot_token]
+
+
+class PrefixCache:
+    """Keys/values of the last few prompts: a prompt runs only the tokens after the longest
+    start it shares with one of them (completion, inline and fill-in-the-middle prompts)."""
+
+    def __init__(self, lm: OnnxDecoder, entries: int = 3) -> None:
+        self.lm, self.entries = lm, entries
+        self._kept: list[tuple[list[int], np.ndarray, np.ndarray]] = []  # oldest first
         self._lock = threading.Lock()
 
     def prefill(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """Next-token log-probs after `ids` (1, V) and the cache of `ids`."""
         with self._lock:
-            if self._logp is not None and self._past is not None and self._ids == ids:
-                return self._logp, self._past  # the same prompt again: nothing to run
-            n = 0
-            limit = min(len(self._ids), len(ids) - 1)  # the last id always runs: its logits
-            while n < limit and self._ids[n] == ids[n]:
-                n += 1
-            if self._past is not None and n > 0:
-                past = np.ascontiguousarray(self._past[:, :, :, :, :n])
+            best, n = -1, 0
+            for k, (kept, past, logp) in enumerate(self._kept):
+                if kept == ids:  # the same prompt again: nothing to run
+                    self._kept.append(self._kept.pop(k))
+                    return logp, past
+                m, limit = 0, min(len(kept), len(ids) - 1)  # the last id always runs
+                while m < limit and kept[m] == ids[m]:
+                    m += 1
+                if m > n:
+                    best, n = k, m
+            if best >= 0:  # that prompt grows into this one: it is replaced
+                past = np.ascontiguousarray(self._kept.pop(best)[1][:, :, :, :, :n])
                 logp, present = self.lm.step(np.asarray([ids[n:]]), past)
             else:
                 logp, present = self.lm.step(np.asarray([ids]), self.lm.empty_past(1))
-            self._ids, self._past, self._logp = list(ids), present, logp
+                if len(self._kept) >= self.entries:
+                    self._kept.pop(0)
+            self._kept.append((list(ids), present, logp))
             return logp, present
 
 
@@ -239,8 +253,7 @@ def identifier_candidates(
     With a mask input the beams share the prompt's cache, and the words run in the beam's
     first call.
     """
-    budget = lm.block_size - max(max_steps, WORD_PIECES) - 1
-    ids = _fit(prompt.ids, budget) or [lm.eot_token]
+    ids = _window(lm, prompt.ids, max(max_steps, WORD_PIECES))
     logp, past = _prefill(lm, ids, cache)
     first = logp[0]
     pending = _Words(lm, prompt, words) if words else None
@@ -345,7 +358,7 @@ def score_words(
     words = _Words(lm, prompt, continuations)
     if not words.keep:
         return []
-    ids = _fit(prompt.ids, lm.block_size - WORD_PIECES - 1) or [lm.eot_token]
+    ids = _window(lm, prompt.ids, WORD_PIECES)
     first, past = _prefill(lm, ids, cache)
     if cancel is not None:
         cancel.check()
@@ -429,7 +442,7 @@ def greedy_line(
     A small model's greedy output can cycle (`f(f(f(`); decoding stops where the cycle
     starts repeating, since the repeat is what the user would not want.
     """
-    ids = _fit(prompt.ids, lm.block_size - max_tokens - 1) or [lm.eot_token]
+    ids = _window(lm, prompt.ids, max_tokens)
     logp, past = _prefill(lm, ids, cache)
     state = LineState(vocab, prompt.need, max_tokens)
     while True:

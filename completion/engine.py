@@ -89,8 +89,10 @@ class Engine:
         with self._lock:
             self._lm, self._vocab, self._bytelevel = lm, vocab, None
             self._codefill = codefill
-            # one cache per request kind: completion and inline prompts differ (FIM)
-            self._caches = {k: decoding.PrefixCache(lm) for k in ("complete", "inline")}
+            # one cache of the last few prompts: completion and inline prompts at one position
+            # share their start; a fill-in-the-middle prompt keeps an entry of its own
+            shared = decoding.PrefixCache(lm)
+            self._caches = {"complete": shared, "inline": shared}
             self._recycler = Recycler(lm) if lm.tree_inputs else None
             self._typed = TypedThrough()  # answers of the previous model are not reused
             self.model_name, self.error = lm.info.name, None

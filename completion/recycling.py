@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .decoding import LineState, PrefixCache, Prompt, Vocab, _fit, _prefill
+from .decoding import LineState, PrefixCache, Prompt, Vocab, _prefill, _window
 from .runtime import OnnxDecoder, log_softmax
 from .types import CancelToken
 
@@ -115,7 +115,7 @@ class Recycler:
     ) -> tuple[str, float]:
         """What `decoding.greedy_line` returns, in fewer model calls."""
         lm, shape = self.lm, self.shape
-        ids = _fit(prompt.ids, lm.block_size - max_tokens - 1) or [lm.eot_token]
+        ids = _window(lm, prompt.ids, max_tokens)
         logp, past = _prefill(lm, ids, cache)
         self.calls += 1
         self.table.update(np.asarray(ids[-1:]), logp)

@@ -52,7 +52,7 @@ def compare(
     same = tokens = 0
     for prompt in prompts:
         cache = decoding.PrefixCache(lm)
-        cache.prefill(decoding._fit(prompt.ids, lm.block_size - max_tokens - 1) or [lm.eot_token])
+        cache.prefill(decoding._window(lm, prompt.ids, max_tokens))
         t = time.process_time()
         want = decoding.greedy_line(lm, vocab, prompt, max_tokens, None, cache)
         cpu["greedy"] += time.process_time() - t

@@ -40,3 +40,22 @@ def test_prefill_matches_fresh_run(tiny_fp32_model_dir: Path) -> None:
     got, _ = cache.prefill(edited)
     want, _ = lm.step(np.asarray([edited]), lm.empty_past(1))
     np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_interleaved_prompts_each_run_only_their_new_tokens(tiny_fp32_model_dir: Path) -> None:
+    lm = OnnxDecoder(tiny_fp32_model_dir)
+    cache = decoding.PrefixCache(lm, entries=2)
+    ran: list[int] = []
+    step = lm.step
+    lm.step = lambda ids, past: ran.append(ids.shape[1]) or step(ids, past)  # type: ignore[method-assign]
+    plain = lm.encode("import os\n\nfor name in os.listdir('.'):\n    print(name)\n")
+    fim = [*lm.fim_ids[:1], *plain, *lm.fim_ids[1:]]  # another prompt kind, its own entry
+    for cut in (10, 14, 18):
+        for ids in (plain[:cut], fim[: cut + 1]):
+            got, _ = cache.prefill(ids)
+            want, _ = step(np.asarray([ids]), lm.empty_past(1))
+            np.testing.assert_allclose(got, want, atol=1e-4)
+    assert ran == [10, 11, 4, 4, 4, 4]  # after the first two, only the 4 new tokens run
+    cache.prefill(lm.encode("x = 1"))  # a third prompt pushes out the oldest entry
+    cache.prefill(plain[:18])
+    assert ran[-1] == 18
