@@ -428,10 +428,11 @@ def test_fim_prompt_puts_the_suffix_in_view(lm: OnnxDecoder) -> None:
     prompt = heal(lm, "def area(r):\n    return 3.14 * r", "healing")
     fim = fim_prompt(lm, prompt, "\n\nprint(area(2))\n")
     fp, fs, fm = lm.fim_ids
-    assert fim.ids[0] == fp and fim.ids[-1] == fm and fim.need == prompt.need
-    cut = fim.ids.index(fs)
-    assert fim.ids[1:cut] == prompt.ids
-    assert lm.decode(fim.ids[cut + 1 : -1]) == "\n\nprint(area(2))\n"
+    # suffix-prefix-middle: the prefix ends the prompt, where the middle continues it
+    assert fim.ids[:2] == [fp, fs] and fim.need == prompt.need
+    cut = fim.ids.index(fm)
+    assert fim.ids[cut + 1 :] == prompt.ids
+    assert lm.decode(fim.ids[2:cut]) == "\n\nprint(area(2))\n"
     assert fim_prompt(lm, prompt, "  \n") is prompt  # nothing after the cursor: plain prompt
 
 
@@ -440,6 +441,6 @@ def test_fim_prompt_fits_the_context(lm: OnnxDecoder) -> None:
     prompt = Prompt(lm.encode("x = 1\n" * 200), "")
     fim = fim_prompt(lm, prompt, "y = 2\n" * 100, suffix_tokens=16)
     assert len(fim.ids) <= lm.block_size - 64
-    suffix = fim.ids[fim.ids.index(lm.fim_ids[1]) + 1 : -1]
+    suffix = fim.ids[2 : fim.ids.index(lm.fim_ids[2])]
     assert len(suffix) == 16
-    assert fim.ids[fim.ids.index(lm.fim_ids[1]) - 1] == prompt.ids[-1]  # the prefix keeps its end
+    assert fim.ids[-1] == prompt.ids[-1]  # the prefix keeps its end
