@@ -113,9 +113,11 @@ class Engine:
         # the closest correct behaviour for prompts that end inside a token.
         return "naive" if self.settings.mid_token == "naive" else "healing"
 
-    def _byte_decoder(self) -> ByteLevelDecoder | None:
-        """The byte-level decoder when the settings ask for it and the model has one."""
-        if self.settings.mid_token != "bytelevel":
+    def _byte_decoder(self, kind: str) -> ByteLevelDecoder | None:
+        """The byte-level decoder when the settings ask for it for this kind of request
+        ("complete" or "inline") and the model has one."""
+        mode = self.settings.mid_token
+        if mode != "bytelevel" and not (mode == "auto" and kind == "inline"):
             return None
         with self._lock:
             # Built on first use: it costs a few hundred ms that healing mode need not pay.
@@ -144,7 +146,7 @@ class Engine:
         if reused is not None:
             return CompletionResult(reused, span, (time.perf_counter() - t0) * 1000)
         lm, vocab = model
-        if (bytelevel := self._byte_decoder()) is not None:
+        if (bytelevel := self._byte_decoder("complete")) is not None:
             with self._bytelevel_lock:
                 exact = bytelevel.complete_identifier(ctx.prefix, k=10, cancel=cancel)
             found = [decoding.Candidate(y, math.log(p)) for y, p in exact if p > 0]
@@ -190,7 +192,7 @@ class Engine:
             span = Span(ctx.position, ctx.position)
             return InlineResult(reused, span, 0.0, (time.perf_counter() - t0) * 1000)
         lm, vocab = model
-        if (bytelevel := self._byte_decoder()) is not None:
+        if (bytelevel := self._byte_decoder("inline")) is not None:
             with self._bytelevel_lock:
                 text = bytelevel.complete_line(
                     ctx.prefix, ctx.suffix, self.settings.max_inline_tokens, cancel

@@ -6,7 +6,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Literal
 
-MidTokenMode = Literal["bytelevel", "healing", "naive"]
+# auto: byte-level for ghost text (exact, and about as fast there), healing for the list
+# (as accurate, and three times faster); docs/evaluation/results.md has the measurements.
+MidTokenMode = Literal["auto", "bytelevel", "healing", "naive"]
 
 
 class EngineError(Exception):
@@ -90,7 +92,7 @@ class EngineSettings:
     model_path: str | None = None  # a release folder; None means the bundled default
     max_items: int = 20
     inline: bool = True
-    mid_token: MidTokenMode = "healing"
+    mid_token: MidTokenMode = "auto"
     max_inline_tokens: int = 48
     # Mixture weights, tuned together on the valid split (python -m fillpoint.training.tune):
     # the file's identifier frequencies get file_weight; the CodeFill name model (a

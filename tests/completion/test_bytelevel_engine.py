@@ -44,7 +44,7 @@ def engine(tiny_model_dir: Path) -> Engine:
 @pytest.fixture
 def calls(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     """Records the byte-level decoder's calls: (method, prefix)."""
-    decoder = engine._byte_decoder()  # built on first use
+    decoder = engine._byte_decoder("complete")  # built on first use
     assert isinstance(decoder, ByteLevelDecoder)  # byte-level, not the healing fallback
     seen: list[tuple[str, str]] = []
     for name in ("complete_identifier", "complete_line"):
@@ -100,7 +100,7 @@ def test_items_extend_the_typed_partial_and_replace_exactly_it(
 def test_model_items_are_the_decoders_continuations(engine: Engine) -> None:
     doc, pos = at_end(SOURCE + "        self.it")
     items = [i for i in engine.complete(doc, pos).items if i.source == "pycoder"]
-    decoder = engine._byte_decoder()
+    decoder = engine._byte_decoder("complete")
     assert decoder is not None
     found = dict(decoder.complete_identifier(SOURCE + "        self.it", k=10))
     assert items
@@ -174,13 +174,17 @@ def test_concurrent_requests_get_what_they_get_alone(engine: Engine) -> None:
         assert got[i] == pytest.approx(want, rel=1e-5)
 
 
-def test_healing_stays_the_default_and_the_mode_can_change_after_loading(
+def test_auto_is_the_default_and_the_mode_can_change_after_loading(
     tiny_model_dir: Path,
 ) -> None:
     eng = Engine(EngineSettings(model_path=str(tiny_model_dir)))
     eng.load()
-    assert eng.settings.mid_token == "healing" and eng._byte_decoder() is None
-    eng.settings.mid_token = "bytelevel"  # as a settings change does, without a reload
-    assert eng._byte_decoder() is not None
+    # auto: byte-level ghost text, a healed list
+    assert eng.settings.mid_token == "auto" and eng._byte_decoder("complete") is None
+    assert isinstance(eng._byte_decoder("inline"), ByteLevelDecoder)
+    eng.settings.mid_token = "healing"  # as a settings change does, without a reload
+    assert eng._byte_decoder("inline") is None
+    eng.settings.mid_token = "bytelevel"
+    assert eng._byte_decoder("complete") is not None
     doc, pos = at_end(SOURCE + "        self.it")
     assert all(i.text.startswith("it") for i in eng.complete(doc, pos).items)

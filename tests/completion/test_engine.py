@@ -130,7 +130,8 @@ def test_inline_is_one_line_inserted_at_the_cursor(engine: Engine, tail: str) ->
     assert "\n" not in result.text and "\r" not in result.text
     if result.text:
         assert result.replace.start == result.replace.end == pos
-        assert 0.0 < result.probability <= 1.0
+        # the byte-level line search (the default for ghost text) leaves the line unscored: 0
+        assert 0.0 <= result.probability <= 1.0
 
 
 def test_inline_with_code_after_the_cursor(engine: Engine) -> None:

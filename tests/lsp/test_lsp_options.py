@@ -114,7 +114,7 @@ def test_schema_describes_every_option() -> None:
     for name, prop in schema["properties"].items():
         assert prop["default"] == getattr(Options(), name)
         assert prop["description"] and prop["type"]
-    assert schema["properties"]["midToken"]["enum"] == ["bytelevel", "healing", "naive"]
+    assert schema["properties"]["midToken"]["enum"] == ["auto", "bytelevel", "healing", "naive"]
     assert schema["properties"]["inline"]["type"] == "boolean"
     assert schema["properties"]["maxItems"]["minimum"] == 1
 
