@@ -6,8 +6,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Literal
 
-# auto: byte-level for ghost text (exact, and about as fast there), healing for the list
-# (as accurate, and three times faster); docs/evaluation/results.md has the measurements.
+# auto: byte-level for ghost text (exact: 27% vs 21% exact match on held-out spans) and
+# healing for the list (as accurate there, three times faster). Not the default: byte-level
+# ghost text costs 5x the inline latency and ~280 MiB more memory (docs/benchmarks.md).
 MidTokenMode = Literal["auto", "bytelevel", "healing", "naive"]
 
 
@@ -92,7 +93,7 @@ class EngineSettings:
     model_path: str | None = None  # a release folder; None means the bundled default
     max_items: int = 20
     inline: bool = True
-    mid_token: MidTokenMode = "auto"
+    mid_token: MidTokenMode = "healing"
     max_inline_tokens: int = 48
     # Mixture weights, tuned together on the valid split (python -m fillpoint.training.tune):
     # the file's identifier frequencies get file_weight; the CodeFill name model (a

@@ -174,16 +174,15 @@ def test_concurrent_requests_get_what_they_get_alone(engine: Engine) -> None:
         assert got[i] == pytest.approx(want, rel=1e-5)
 
 
-def test_auto_is_the_default_and_the_mode_can_change_after_loading(
+def test_healing_is_the_default_and_the_mode_can_change_after_loading(
     tiny_model_dir: Path,
 ) -> None:
     eng = Engine(EngineSettings(model_path=str(tiny_model_dir)))
     eng.load()
-    # auto: byte-level ghost text, a healed list
-    assert eng.settings.mid_token == "auto" and eng._byte_decoder("complete") is None
+    assert eng.settings.mid_token == "healing" and eng._byte_decoder("inline") is None
+    eng.settings.mid_token = "auto"  # as a settings change does, without a reload
+    assert eng._byte_decoder("complete") is None  # auto: byte-level ghost text, a healed list
     assert isinstance(eng._byte_decoder("inline"), ByteLevelDecoder)
-    eng.settings.mid_token = "healing"  # as a settings change does, without a reload
-    assert eng._byte_decoder("inline") is None
     eng.settings.mid_token = "bytelevel"
     assert eng._byte_decoder("complete") is not None
     doc, pos = at_end(SOURCE + "        self.it")
