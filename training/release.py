@@ -94,7 +94,21 @@ def model_card(run: Path, tokenizer: Path, evaluation: dict | None) -> tuple[str
                 f"Line completion: exact match {_fmt(line['exact'])}, edit similarity "
                 f"{line['edit_sim']:.1f} over {line['n']} cut points."
             )
+    tacc = (evaluation or {}).get("token_accuracy")
+    if tacc and "accuracy" in tacc:
+        lines += [
+            "",
+            f"Token-level accuracy (CodeXGLUE rules): {_fmt(tacc['accuracy'])}, identifiers "
+            f"{_fmt(tacc.get('identifier_accuracy'))}.",
+        ]
+    if evaluation:
+        lines += ["", "All tables, with statement completion and infilling: docs/evaluation."]
     lines += [
+        "",
+        "## Training configuration",
+        "The run's `train_config.json` is in `docs/evaluation/train_config.json`; the GPU runs",
+        "come from `training/gpu_release.sh` (`fillpoint train model` with those options",
+        "trains the same model anywhere).",
         "",
         "## Limits",
         f"Small ({model_cfg['n_layer']} layers) and trained for minutes on {hardware}: it",
