@@ -170,10 +170,7 @@ class Engine:
         `rank` applies the scope weights once to the mixture)."""
         with self._lock:
             codefill = self._codefill
-        if codefill is None:
-            return {}
-        found = codefill.next_names(head, ctx.partial, None, CODEFILL_TOP, ctx.identifiers)
-        return {c.name: c.probability for c in found}
+        return {} if codefill is None else codefill_names(codefill, head, ctx)
 
     def inline(
         self, doc: Document, pos: Position, cancel: CancelToken | None = None
@@ -273,6 +270,13 @@ def file_pool(ctx: Context) -> dict[str, float]:
     }
 
 
+def codefill_names(codefill: CodeFillRuntime, head: str, ctx: Context) -> dict[str, float]:
+    """CodeFill's top names after `head` (the text before the partial identifier), with their
+    probabilities before the scope weights: `rank` applies those once, to the mixture."""
+    found = codefill.next_names(head, ctx.partial, None, CODEFILL_TOP, ctx.identifiers)
+    return {c.name: c.probability for c in found}
+
+
 def rank(
     found: list[decoding.Candidate],
     ctx: Context,
@@ -301,13 +305,7 @@ def rank(
         if codefill_weight > 0 and w.startswith(ctx.partial) and w != ctx.partial
     }
     model = _mix(pycoder, codefill, codefill_weight)
-    file = file_pool(ctx)
-    f_total = sum(file.values())
-    wm = (1.0 - file_weight) if file else 1.0
-    wf = file_weight if model else 1.0
-    scores: dict[str, float] = {name: wm * p for name, p in model.items()}
-    for name, n in file.items():
-        scores[name] = scores.get(name, 0.0) + wf * n / f_total
+    scores = _mix(model, file_pool(ctx), file_weight)
     for name in scores:
         decl = ctx.scopes.get(name)
         if decl is not None:

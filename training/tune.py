@@ -18,7 +18,7 @@ from fillpoint.completion import decoding
 from fillpoint.completion.codefill_runtime import CodeFillRuntime
 from fillpoint.completion.context import build_context
 from fillpoint.completion.documents import Document
-from fillpoint.completion.engine import CODEFILL_TOP, model_candidates, rank
+from fillpoint.completion.engine import codefill_names, model_candidates, rank
 from fillpoint.completion.runtime import OnnxDecoder
 
 from .evaluate import _end, rank_metrics, sample_points
@@ -51,8 +51,7 @@ def sweep(
             named = {}
             if codefill is not None:
                 head = s.prefix[: len(s.prefix) - len(ctx.partial)]
-                found = codefill.next_names(head, ctx.partial, None, CODEFILL_TOP, ctx.identifiers)
-                named = {c.name: c.probability for c in found}
+                named = codefill_names(codefill, head, ctx)
             cases.append((ctx, model_candidates(lm, vocab, ctx, "healing"), named, s.truth))
         out[name] = {
             f"{w}/{cw}": rank_metrics(
