@@ -12,22 +12,23 @@ The cache `past` stacks both decoders' layers: (S * L, 2, B, H, P, D), S = 2 dec
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .pycoder import Block
+from .pycoder import Block, ConfigFile
 
 TASKS = ("ttp", "tvp", "sc")  # next type, next name (value), statement completion
 
 
 @dataclass
-class CodeFillConfig:
+class CodeFillConfig(ConfigFile):
+    architecture: ClassVar[str] = "codefill"
     n_names: int = 16384  # name vocabulary, specials included
     n_types: int = 97  # syntax types (training/codefill_data.TYPE_NAMES)
     block_size: int = 256  # longest sequence seen in training
@@ -37,17 +38,6 @@ class CodeFillConfig:
     dropout: float = 0.0
     share_lambda: float = 1e-3  # weight of the soft-sharing penalty
     names_only: bool = False  # ablation: no type stream, no type decoder
-
-    def save(self, path: Path) -> None:
-        """Write config.json."""
-        path.write_text(json.dumps({"architecture": "codefill", **asdict(self)}, indent=2))
-
-    @classmethod
-    def load(cls, path: Path) -> CodeFillConfig:
-        """Read config.json."""
-        data = json.loads(path.read_text())
-        data.pop("architecture", None)
-        return cls(**data)
 
 
 class Decoder(nn.Module):

@@ -12,14 +12,34 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar, Self
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 
+class ConfigFile:
+    """config.json for a dataclass model config, tagged with its architecture."""
+
+    architecture: ClassVar[str]
+
+    def save(self, path: Path) -> None:
+        """Write config.json."""
+        data = {"architecture": self.architecture, **asdict(self)}  # type: ignore[call-overload]
+        path.write_text(json.dumps(data, indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> Self:
+        """Read config.json."""
+        data = json.loads(path.read_text())
+        data.pop("architecture", None)
+        return cls(**data)
+
+
 @dataclass
-class PyCoderConfig:
+class PyCoderConfig(ConfigFile):
+    architecture: ClassVar[str] = "pycoder"
     vocab_size: int = 8192  # BPE vocabulary, special tokens included
     n_types: int = 64  # lexical token types predicted by the auxiliary head
     block_size: int = 256  # longest sequence seen in training
@@ -29,17 +49,6 @@ class PyCoderConfig:
     dropout: float = 0.0
     type_loss_weight: float = 0.1  # PyCoder's best: 0.9 token / 0.1 type
     tie_weights: bool = True  # tied in training; untied at export so int8 covers the head
-
-    def save(self, path: Path) -> None:
-        """Write config.json."""
-        path.write_text(json.dumps({"architecture": "pycoder", **asdict(self)}, indent=2))
-
-    @classmethod
-    def load(cls, path: Path) -> PyCoderConfig:
-        """Read config.json."""
-        data = json.loads(path.read_text())
-        data.pop("architecture", None)
-        return cls(**data)
 
 
 class SelfAttention(nn.Module):
