@@ -46,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-jedi", action="store_true", help="skip jedi-language-server")
     p.add_argument(
+        "--mid-token",
+        choices=["auto", "bytelevel", "healing", "naive"],
+        help="the server's midToken option (default: the server's own default)",
+    )
+    p.add_argument(
         "--decoding",
         type=int,
         default=20,
@@ -100,6 +105,14 @@ def _model_name(server: BenchedServer, fallback: str) -> str:
     return fallback
 
 
+def server_options(args: argparse.Namespace) -> dict[str, str] | None:
+    """fillpoint's initializationOptions for the run: the model and midToken, when given."""
+    options = {"modelPath": str(Path(args.model).resolve())} if args.model else {}
+    if args.mid_token:
+        options["midToken"] = args.mid_token
+    return options or None
+
+
 async def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     """Start the servers (one after the other, for clean cold starts), replay, collect."""
     files = held_out_files(args.corpus, args.files, args.seed)
@@ -107,8 +120,7 @@ async def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
         raise SystemExit("fillpoint bench: no held-out files found")
     sessions = plan(files, args.requests, args.seed)
     loadavg = os.getloadavg()
-    options = {"modelPath": str(Path(args.model).resolve())} if args.model else None
-    servers = [BenchedServer(report.FILLPOINT, fillpoint_command(), options)]
+    servers = [BenchedServer(report.FILLPOINT, fillpoint_command(), server_options(args))]
     jedi = None if args.no_jedi else jedi_command()
     if jedi is not None:
         servers.append(BenchedServer(report.JEDI, jedi, JEDI_OPTIONS))
