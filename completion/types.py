@@ -8,7 +8,7 @@ from typing import Literal
 
 # auto: byte-level for ghost text (exact: 27% vs 21% exact match on held-out spans) and
 # healing for the list (as accurate there, three times faster). Not the default: byte-level
-# ghost text costs 5x the inline latency and ~280 MiB more memory (docs/benchmarks.md).
+# ghost text costs ~3x the inline latency and ~270 MiB more memory (docs/benchmarks.md).
 MidTokenMode = Literal["auto", "bytelevel", "healing", "naive"]
 
 
