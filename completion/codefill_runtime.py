@@ -8,6 +8,7 @@ name something declared in the file are re-ranked by DESIGN.md's table (the engi
 
 from __future__ import annotations
 
+import bisect
 import json
 import keyword
 import threading
@@ -27,12 +28,13 @@ from .codefill_streams import EOS, EOT, SPECIALS, TYPE_ID, Vocab, encode_types, 
 from .context import build_context
 from .declarations import Declaration
 from .documents import Document
-from .types import EngineError, Position
+from .types import CancelToken, EngineError, Position
 
 RERANK_TOP = 10  # CodeFill re-ranks its top-10 candidates
 WINDOW_CHARS = 6000  # text lexed before the cursor: block_size names need about 2000
 CHAR_STRIDE = 2000  # the lexed text starts on a grid, so it stays put while the user types
 TOKEN_STRIDE = 64  # so does the first name of the prompt: the cached keys/values stay valid
+WARM_CHUNK = 64  # names per call when warming the cache ahead of a request
 
 
 @dataclass(frozen=True)
@@ -118,9 +120,19 @@ class CodeFillRuntime:
             [n.isidentifier() and not keyword.iskeyword(n) and n not in specials for n in names]
         )
         self._names = np.array(names, dtype=object)
+        # names in sorted order: those that start with a typed part are one run (bisect)
+        self._order = np.asarray(sorted(range(len(names)), key=names.__getitem__), np.int64)
+        self._sorted = [names[i] for i in self._order]
         self.eos, self.eot = self.vocab.ids[EOS], self.vocab.ids[EOT]
         empty = np.zeros((1, 0), np.int64)
-        self._cache: tuple[np.ndarray, np.ndarray, np.ndarray] = (empty, empty, self.empty_past())
+        # the last prompt: names, types, its cache, and the logits after its last name
+        self._cache: tuple[np.ndarray, np.ndarray, np.ndarray, tuple | None] = (
+            empty,
+            empty,
+            self.empty_past(),
+            None,
+        )
+        self._encoded: tuple[str, int, tuple[np.ndarray, np.ndarray]] | None = None
         self._lock = threading.Lock()
         self.names_run = 0  # names that went through the model, the cached ones not counted
 
@@ -134,6 +146,16 @@ class CodeFillRuntime:
         The prompt starts on a grid of TOKEN_STRIDE names, so successive requests share
         their beginning (and cache) until the cursor has moved on by a stride.
         """
+        with self._lock:
+            memo = self._encoded
+        if memo is not None and memo[0] == prefix and memo[1] == room:
+            return memo[2]
+        out = self._encode(prefix, room)
+        with self._lock:
+            self._encoded = (prefix, room, out)
+        return out
+
+    def _encode(self, prefix: str, room: int) -> tuple[np.ndarray, np.ndarray]:
         names, types = streams(window(prefix), prefix=True)
         keep, n = self.block_size - room, len(names)
         start = 0 if n <= keep else ((n - keep) // TOKEN_STRIDE + 1) * TOKEN_STRIDE
@@ -146,9 +168,15 @@ class CodeFillRuntime:
     def prompt(
         self, names: np.ndarray, types: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-        """`run` over a whole prompt, reusing the cache of the previous prompt's common start."""
+        """`run` over a whole prompt, reusing the cache of the previous prompt's common start.
+
+        Logits come for the new names only (the last one at least); the same prompt again
+        returns the logits after its last name without running anything.
+        """
         with self._lock:
-            cached_n, cached_t, cached_past = self._cache
+            cached_n, cached_t, cached_past, last = self._cache
+        if last is not None and np.array_equal(cached_n, names) and np.array_equal(cached_t, types):
+            return last[0], last[1], cached_past
         n = names.shape[1]
         same = min(n - 1, cached_n.shape[1])  # at least one name runs, for its logits
         differ = (cached_n[0, :same] != names[0, :same]) | (cached_t[0, :same] != types[0, :same])
@@ -158,9 +186,30 @@ class CodeFillRuntime:
         name_logits, type_logits, present = self.run(
             names[:, common:], types[:, common:], np.ascontiguousarray(past)
         )
+        tail = (
+            name_logits[:, -1:],
+            None if type_logits is None else type_logits[:, -1:],
+        )
         with self._lock:
-            self._cache = (names, types, present)
+            self._cache = (names, types, present, tail)
         return name_logits, type_logits, present
+
+    def warm(self, prefix: str, cancel: CancelToken | None = None) -> int:
+        """Run the prompt a request after `prefix` would use, a chunk of names at a time
+        (checking `cancel` between chunks); returns the names run."""
+        names, types = self.encode(prefix)
+        before = self.names_run
+        with self._lock:
+            cached_n = self._cache[0]
+        same = min(names.shape[1], cached_n.shape[1])
+        differ = cached_n[0, :same] != names[0, :same]
+        done = int(np.argmax(differ)) if differ.any() else same
+        for end in range(done + WARM_CHUNK, names.shape[1], WARM_CHUNK):
+            self.prompt(names[:, :end], types[:, :end])
+            if cancel is not None:
+                cancel.check()
+        self.prompt(names, types)
+        return self.names_run - before
 
     def run(
         self, names: np.ndarray, types: np.ndarray, past: np.ndarray
@@ -195,7 +244,11 @@ class CodeFillRuntime:
         probs /= probs.sum()
         allowed = self.identifier
         if partial:
-            allowed = allowed & np.array([n.startswith(partial) for n in self._names])
+            lo = bisect.bisect_left(self._sorted, partial)
+            hi = bisect.bisect_left(self._sorted, partial + "\U0010ffff")
+            starts = np.zeros(len(self._sorted), bool)
+            starts[self._order[lo:hi]] = True
+            allowed = allowed & starts
         masked = np.where(allowed, probs, -1.0)
         top = np.argsort(-masked)[: max(k, RERANK_TOP)]
         ranked = [(str(self._names[i]), float(probs[i])) for i in top if masked[i] >= 0]

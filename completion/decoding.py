@@ -130,19 +130,33 @@ class PrefixCache:
         self._kept: list[tuple[list[int], np.ndarray, np.ndarray]] = []  # oldest first
         self._lock = threading.Lock()
 
+    def _longest(self, ids: list[int]) -> tuple[int, int]:
+        """The kept prompt sharing the longest start with `ids` (index or -1) and that length
+        (at most len(ids) - 1: the last id always runs); called with the lock held."""
+        best, n = -1, 0
+        for k, (kept, _, _) in enumerate(self._kept):
+            m, limit = 0, min(len(kept), len(ids) - 1)
+            while m < limit and kept[m] == ids[m]:
+                m += 1
+            if m > n:
+                best, n = k, m
+        return best, n
+
+    def cached(self, ids: list[int]) -> int:
+        """How many of `ids` a prefill would not have to run."""
+        with self._lock:
+            if any(kept == ids for kept, _, _ in self._kept):
+                return len(ids)
+            return self._longest(ids)[1]
+
     def prefill(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """Next-token log-probs after `ids` (1, V) and the cache of `ids`."""
         with self._lock:
-            best, n = -1, 0
             for k, (kept, past, logp) in enumerate(self._kept):
                 if kept == ids:  # the same prompt again: nothing to run
                     self._kept.append(self._kept.pop(k))
                     return logp, past
-                m, limit = 0, min(len(kept), len(ids) - 1)  # the last id always runs
-                while m < limit and kept[m] == ids[m]:
-                    m += 1
-                if m > n:
-                    best, n = k, m
+            best, n = self._longest(ids)
             if best >= 0:  # that prompt grows into this one: it is replaced
                 past = np.ascontiguousarray(self._kept.pop(best)[1][:, :, :, :, :n])
                 logp, present = self.lm.step(np.asarray([ids[n:]]), past)
@@ -152,6 +166,33 @@ class PrefixCache:
                     self._kept.pop(0)
             self._kept.append((list(ids), present, logp))
             return logp, present
+
+
+PREFILL_CHUNK = 64  # tokens per call when warming a cache ahead of requests
+
+
+def warm(
+    lm: OnnxDecoder,
+    prompt: Prompt,
+    cache: PrefixCache,
+    cancel: CancelToken | None = None,
+    chunk: int = PREFILL_CHUNK,
+) -> int:
+    """Run the window a request at `prompt` would use into `cache`; returns the tokens run.
+
+    It runs a chunk at a time and checks `cancel` between chunks, so a request that arrives
+    meanwhile waits for one chunk at most; the cache keeps whatever was run.
+    """
+    ids = _window(lm, prompt.ids, ROOM)
+    done = cache.cached(ids)
+    if done == len(ids):
+        return 0
+    for end in range(done + chunk, len(ids), chunk):
+        cache.prefill(ids[:end])
+        if cancel is not None:
+            cancel.check()
+    cache.prefill(ids)
+    return len(ids) - done
 
 
 def _prefill(

@@ -165,6 +165,31 @@ class Engine:
         self._typed.remember_list(doc.uri, head, ctx.partial, items)
         return CompletionResult(items, span, (time.perf_counter() - t0) * 1000)
 
+    def prepare(self, doc: Document, pos: Position, cancel: CancelToken | None = None) -> int:
+        """Run the text before `pos` through the models ahead of a request, so that a
+        request after the next keystroke runs only what that keystroke added.
+
+        The server calls this while the user pauses; it checks `cancel` between chunks.
+        Returns the tokens and names run (0: the caches were warm already).
+        """
+        model = self._model()
+        if model is None or not doc.text.strip():
+            return 0
+        ctx = build_context(doc, pos)
+        if ctx.in_string_or_comment:
+            return 0
+        lm, _ = model
+        ran = 0
+        cache = self._caches.get("complete")
+        if cache is not None and self.settings.mid_token != "bytelevel":
+            prompt = decoding.heal(lm, ctx.prefix, self._mode())
+            ran += decoding.warm(lm, prompt, cache, cancel)
+        with self._lock:
+            codefill = self._codefill
+        if codefill is not None:
+            ran += codefill.warm(doc.text[: ctx.offset - len(ctx.partial)], cancel)
+        return ran
+
     def _codefill_names(self, head: str, ctx: Context) -> dict[str, float]:
         """CodeFill's next-name probabilities for the identifier being typed (before re-ranking:
         `rank` applies the scope weights once to the mixture)."""

@@ -62,6 +62,12 @@ class Options:
         minimum=0,
         maximum=2000,
     )
+    prefetch: bool = _option(
+        True,
+        "While the user pauses after an edit, run the text before the cursor through the "
+        "models, so the next request runs only what the next keystroke adds. false: the "
+        "models run for requests only.",
+    )
     logLevel: LogLevel = _option(
         "info",
         "Least severe server log messages sent to the editor's output (window/logMessage).",

@@ -28,6 +28,7 @@ from fillpoint.completion.types import (
     EngineSettings,
     InlineResult,
     Position,
+    Span,
 )
 
 from . import convert
@@ -46,6 +47,9 @@ TRIGGER_CHARACTERS = [".", "(", "[", "{"]
 PYTHON_SUFFIXES = (".py", ".pyi")
 CLIENT_REPLY_TIMEOUT_S = 10.0  # a client that never answers must not stall model loading
 STATUS = "fillpoint/status"  # notification: model loading, ready or failed (for status bars)
+# Quiet time after an edit before the models run the text before the cursor (the prefetch
+# option): a burst of keystrokes or a paste warms the caches once, at its end.
+PREFETCH_DELAY_S = 0.02
 
 Kind = Literal["complete", "inline"]
 
@@ -65,6 +69,8 @@ class EngineLike(Protocol):
     def complete(self, doc: Document, pos: Position, cancel: CancelToken) -> CompletionResult: ...
 
     def inline(self, doc: Document, pos: Position, cancel: CancelToken) -> InlineResult: ...
+
+    def prepare(self, doc: Document, pos: Position, cancel: CancelToken) -> int: ...
 
 
 EngineFactory = Callable[[EngineSettings], EngineLike]
@@ -137,6 +143,15 @@ def _is_python(doc: Document) -> bool:
     if doc.language_id:
         return doc.language_id == "python"
     return doc.uri.lower().endswith(PYTHON_SUFFIXES)
+
+
+def _cursor_after(doc: Document | None, changes: list[tuple[Span | None, str]]) -> Position | None:
+    """Where the cursor most likely is after `changes`: the end of the last inserted text
+    (None for a whole-document replacement, which says nothing about the cursor)."""
+    span, text = changes[-1] if changes else (None, "")
+    if doc is None or span is None:
+        return None
+    return doc.position_at(doc.offset_at(span.start) + len(text))
 
 
 def skip_reason(engine: EngineLike | None, doc: Document | None, pos: Position) -> str | None:
@@ -214,6 +229,8 @@ class FillpointServer(LanguageServer):
         # One inference thread: the model already uses the cores, and superseding keeps
         # the queue short, so a second worker would only make both requests slower.
         self._inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fillpoint-infer")
+        self._prefetch_timer: asyncio.TimerHandle | None = None
+        self._prefetch_token: CancelToken | None = None
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run a coroutine in the background, keeping a reference until it finishes."""
@@ -334,6 +351,7 @@ class FillpointServer(LanguageServer):
         if reason is not None or engine is None or doc is None:
             self.log_client(logging.DEBUG, f"{kind} at {uri}: {reason}")
             return None
+        self.cancel_prefetch()  # a request goes before idle work
         key = (uri, kind)
         if (older := self._inflight.get(key)) is not None:
             older.cancel()  # a newer request for the same document supersedes it
@@ -360,6 +378,49 @@ class FillpointServer(LanguageServer):
             if self._inflight.get(key) is token:
                 del self._inflight[key]
 
+    def schedule_prefetch(self, uri: str, pos: Position) -> None:
+        """After an edit, warm the models' caches for a request at `pos` once the user
+        pauses (PREFETCH_DELAY_S without another edit or request)."""
+        self.cancel_prefetch()
+        if self.options.prefetch and self.engine is not None and not self.shutdown_requested:
+            loop = asyncio.get_running_loop()
+            self._prefetch_timer = loop.call_later(PREFETCH_DELAY_S, self._start_prefetch, uri, pos)
+
+    def cancel_prefetch(self) -> None:
+        """Drop the pending prefetch; a running one stops after its current model call."""
+        if self._prefetch_timer is not None:
+            self._prefetch_timer.cancel()
+            self._prefetch_timer = None
+        if self._prefetch_token is not None:
+            self._prefetch_token.cancel()
+            self._prefetch_token = None
+
+    def _start_prefetch(self, uri: str, pos: Position) -> None:
+        self._prefetch_timer = None
+        engine, doc = self.engine, self.store.snapshot(uri)
+        if self._inflight or self.shutdown_requested or engine is None:
+            return  # requests are running: they warm the caches themselves
+        if skip_reason(engine, doc, pos) is not None or doc is None:
+            return
+        token = self._prefetch_token = CancelToken()
+        self.spawn(self._prefetch(engine, doc, pos, token))
+
+    async def _prefetch(
+        self, engine: EngineLike, doc: Document, pos: Position, token: CancelToken
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(
+                self._inference, _run_checked, engine.prepare, doc, pos, token
+            )
+        except (Cancelled, RuntimeError):  # superseded, or the executor shut down
+            pass
+        except Exception:  # idle work must never cost the server
+            log.debug("prefetch failed at %s", doc.uri, exc_info=True)
+        finally:
+            if self._prefetch_token is token:
+                self._prefetch_token = None
+
     def cancel_all(self, uri: str | None = None) -> None:
         """Cancel the running engine calls (of one document, or all)."""
         for (doc_uri, _), token in list(self._inflight.items()):
@@ -370,6 +431,7 @@ class FillpointServer(LanguageServer):
         """Stop work for shutdown: cancel calls, ignore loads still running."""
         self.shutdown_requested = True
         self._load_generation += 1
+        self.cancel_prefetch()
         self.cancel_all()
         self._inference.shutdown(wait=False, cancel_futures=True)
 
@@ -406,6 +468,8 @@ def create_server(engine_factory: EngineFactory | None = None) -> FillpointServe
         changes = convert.content_changes(params.content_changes)
         if not ls.store.change(doc.uri, doc.version, changes):
             ls.log_client(logging.DEBUG, f"change to a document that is not open: {doc.uri}")
+        elif (cursor := _cursor_after(ls.store.snapshot(doc.uri), changes)) is not None:
+            ls.schedule_prefetch(doc.uri, cursor)
 
     @server.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: FillpointServer, params: lsp.DidCloseTextDocumentParams) -> None:

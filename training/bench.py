@@ -27,6 +27,9 @@ DEFAULT_CORPUS = Path("data/corpus")
 DEFAULT_OUT = Path("docs/benchmarks")
 # jedi's diagnostics re-parse the file on every change; fillpoint has none, so they are off.
 JEDI_OPTIONS: dict[str, Any] = {"diagnostics": {"enable": False}}
+# The pause before the keystroke that precedes each request: 100 ms is a fast typist's
+# interval between keys (120 words a minute); slower typing leaves more time.
+DEFAULT_GAP_MS = 100
 LOADED = re.compile(r"model (.+) loaded")
 
 
@@ -43,8 +46,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--files", type=int, default=8, help="held-out files to type")
     p.add_argument("--requests", type=int, default=600, help="completion + inline requests")
     p.add_argument("--chunk", type=int, default=1, help="characters per didChange")
+    p.add_argument(
+        "--gap-ms",
+        type=int,
+        default=DEFAULT_GAP_MS,
+        help="pause before the last keystroke ahead of each request (0: none)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-jedi", action="store_true", help="skip jedi-language-server")
+    p.add_argument(
+        "--no-prefetch",
+        action="store_true",
+        help="turn the server's prefetch option off (idle work before requests)",
+    )
     p.add_argument(
         "--mid-token",
         choices=["auto", "bytelevel", "healing", "naive"],
@@ -69,8 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-async def replay(servers: list[BenchedServer], sessions: list[Session], chunk: int) -> int:
-    """Type every session into every server, sending its requests; returns the didChange count."""
+async def replay(
+    servers: list[BenchedServer], sessions: list[Session], chunk: int, gap_ms: int = 0
+) -> int:
+    """Type every session into every server, sending its requests; returns the didChange count.
+
+    The keystrokes between two requests go as one burst, except the last: the servers catch
+    up (a barrier), the user pauses for `gap_ms`, then types that keystroke and the request
+    goes right after it, as an editor sends a completion request with the keystroke.
+    """
     changes = 0
     for i, session in enumerate(sessions):
         uri = f"file:///bench/{i}/{Path(session.name.split(':')[-1]).name}"
@@ -79,15 +100,24 @@ async def replay(servers: list[BenchedServer], sessions: list[Session], chunk: i
             s.open(uri, opened)
         at, done, version = advance(0, 0, opened), session.start, 0
         for req in session.requests:
-            for piece in keystrokes(session.text[done : req.offset], chunk):
+            pieces = list(keystrokes(session.text[done : req.offset], chunk))
+            for piece in pieces[:-1]:
                 version += 1
                 for s in servers:
                     s.insert(uri, version, at, piece)
                 at = advance(*at, piece)
-                changes += 1
+            changes += len(pieces)
             done = req.offset
+            last_at = at
+            if pieces:
+                version += 1
+                at = advance(*at, pieces[-1])
             for s in servers:  # one at a time: the other server must not steal the cores
                 await s.barrier()
+                if gap_ms:
+                    await asyncio.sleep(gap_ms / 1000)
+                if pieces:
+                    s.insert(uri, version, last_at, pieces[-1])
                 if req.kind == "complete":
                     await s.complete(uri, at, typed=req.typed)
                 elif s.name == report.FILLPOINT:
@@ -105,11 +135,14 @@ def _model_name(server: BenchedServer, fallback: str) -> str:
     return fallback
 
 
-def server_options(args: argparse.Namespace) -> dict[str, str] | None:
-    """fillpoint's initializationOptions for the run: the model and midToken, when given."""
-    options = {"modelPath": str(Path(args.model).resolve())} if args.model else {}
+def server_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    """fillpoint's initializationOptions for the run: the model, midToken and prefetch, when
+    given."""
+    options: dict[str, Any] = {"modelPath": str(Path(args.model).resolve())} if args.model else {}
     if args.mid_token:
         options["midToken"] = args.mid_token
+    if args.no_prefetch:
+        options["prefetch"] = False
     return options or None
 
 
@@ -130,7 +163,7 @@ async def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
         for s in servers:
             await s.start()
             s.start_cpu_window()
-        changes = await replay(servers, sessions, args.chunk)
+        changes = await replay(servers, sessions, args.chunk, args.gap_ms)
         summaries = {
             s.name: report.server_summary(s, s.cpu_window(), s.peak_rss_mb()) for s in servers
         }
@@ -175,6 +208,7 @@ def _result(
             "files": [s.name for s in sessions],
             "seed": args.seed,
             "chunk": args.chunk,
+            "gap_ms": args.gap_ms,
             "keystrokes": meta["changes"],
             "completion_requests": sum(r.kind == "complete" for r in reqs),
             "mid_token_requests": sum(r.kind == "complete" and r.typed > 0 for r in reqs),
@@ -208,7 +242,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         sessions = plan(held_out_files(args.corpus, args.files, args.seed), args.profile, args.seed)
         return main_profile(
-            args.model, sessions, args.profile, args.out.with_suffix(".profile.txt")
+            args.model,
+            sessions,
+            args.profile,
+            args.out.with_suffix(".profile.txt"),
+            prefetch=not args.no_prefetch,
         )
     result = asyncio.run(run(args, command))
     json_path, md_path, png_path = report.write(result, args.out)

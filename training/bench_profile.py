@@ -28,6 +28,7 @@ STAGES = [
     ("decoding.beam_identifiers", "beam search"),
     ("decoding.greedy_line", "greedy line"),
     ("decoding.allowed_for_need", "healing masks"),
+    ("engine.codefill_names", "codefill names"),
     ("engine.rank", "rank"),
     ("engine.clean_inline", "post-process"),
 ]
@@ -39,11 +40,14 @@ class StageTimer:
     def __init__(self) -> None:
         self.ms: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
+        self.paused = False  # untimed work (the prefetch before a request) runs while set
 
     def wrap(self, label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         """`fn`, timed under `label`."""
 
         def timed(*args: Any, **kwargs: Any) -> Any:
+            if self.paused:
+                return fn(*args, **kwargs)
             t0 = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
@@ -80,8 +84,14 @@ class _TimedSession:
         return getattr(self._session, name)
 
 
-def profile(model: str | None, sessions: list[Session], limit: int, top: int = 25) -> str:
-    """Run the sessions' requests in-process (documents as typed up to each request); a report."""
+def profile(
+    model: str | None, sessions: list[Session], limit: int, top: int = 25, prefetch: bool = True
+) -> str:
+    """Run the sessions' requests in-process (documents as typed up to each request); a report.
+
+    With `prefetch`, the engine first warms its caches untimed at the document as it was
+    before the request's last keystroke, as the server does while the user pauses.
+    """
     from fillpoint.completion import decoding
     from fillpoint.completion import engine as engine_mod
     from fillpoint.completion.documents import DocumentStore
@@ -97,7 +107,9 @@ def profile(model: str | None, sessions: list[Session], limit: int, top: int = 2
     store = DocumentStore("utf-32")
     points = [(s, r) for s in sessions for r in s.requests][:limit]
     out = io.StringIO()
-    print(f"model {eng.model_name} loaded in {load_ms:.0f} ms (in-process)\n", file=out)
+    print(f"model {eng.model_name} loaded in {load_ms:.0f} ms (in-process)", file=out)
+    said = "warm at the text before the last keystroke" if prefetch else "not warmed"
+    print(f"caches before each request: {said}\n", file=out)
     for kind in ("complete", "inline"):
         todo = [(s, r) for s, r in points if r.kind == kind]
         if not todo:
@@ -105,6 +117,10 @@ def profile(model: str | None, sessions: list[Session], limit: int, top: int = 2
         timer, prof = StageTimer(), cProfile.Profile()
         docs = [
             store.open(f"file:///p/{i}.py", s.text[: r.offset], 0) for i, (s, r) in enumerate(todo)
+        ]
+        before = [
+            store.open(f"file:///p/{i}.before.py", s.text[: max(s.start, r.offset - 1)], 0)
+            for i, (s, r) in enumerate(todo)
         ]
         with ExitStack() as stack:
             mods = {"engine": engine_mod, "decoding": decoding}
@@ -121,7 +137,13 @@ def profile(model: str | None, sessions: list[Session], limit: int, top: int = 2
             call = eng.complete if kind == "complete" else eng.inline
             total = timer.wrap("total", call)
             prof.enable()
-            for doc in docs:
+            for doc, earlier in zip(docs, before, strict=True):
+                if prefetch:
+                    prof.disable()
+                    timer.paused = True
+                    eng.prepare(earlier, earlier.position_at(len(earlier.text)))
+                    timer.paused = False
+                    prof.enable()
                 total(doc, doc.position_at(len(doc.text)))
             prof.disable()
         print(_stage_table(kind, timer, len(docs)), file=out)
@@ -151,9 +173,11 @@ def _stage_table(kind: str, timer: StageTimer, n: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main_profile(model: str | None, sessions: list[Session], limit: int, out: Path | None) -> int:
+def main_profile(
+    model: str | None, sessions: list[Session], limit: int, out: Path | None, prefetch: bool = True
+) -> int:
     """Print (and optionally save) the profile report."""
-    text = profile(model, sessions, limit)
+    text = profile(model, sessions, limit, prefetch=prefetch)
     print(text)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

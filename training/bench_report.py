@@ -114,7 +114,9 @@ def to_markdown(result: dict[str, Any], png_name: str | None) -> str:
         f"{work['chunk']} character(s) per didChange ({work['keystrokes']} changes); "
         f"{work['completion_requests']} completion and {work['inline_requests']} inline requests. "
         "Latency is client-side (request sent to answer read) through the real server "
-        "over stdio; each request follows a barrier, so pending edits are applied first.",
+        "over stdio. Before each request the servers catch up on the keystrokes so far (a "
+        f"barrier), the user pauses {work.get('gap_ms', 0)} ms, then the last keystroke and "
+        "the request go together, so the request pays for that keystroke's edit.",
         "",
         "| metric | fillpoint | target | met |",
         "|---|---|---|---|",

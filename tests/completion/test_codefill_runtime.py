@@ -19,7 +19,7 @@ from fillpoint.completion.codefill_streams import (  # noqa: E402
 )
 from fillpoint.completion.declarations import Declaration  # noqa: E402
 from fillpoint.completion.documents import Document  # noqa: E402
-from fillpoint.completion.types import Position  # noqa: E402
+from fillpoint.completion.types import Cancelled, CancelToken, Position  # noqa: E402
 from fillpoint.models.codefill import CodeFill, CodeFillConfig, save_pretrained  # noqa: E402
 from fillpoint.training.export_codefill import export_onnx, parity, release  # noqa: E402
 
@@ -110,6 +110,35 @@ def test_next_names_learnt_from_the_snippet(trained: tuple[CodeFill, Path]) -> N
     assert [c.score for c in found] == sorted((c.score for c in found), reverse=True)
     assert rt.next_names(prefix, partial="am")[0].name == "amount"
     assert all(c.name.startswith("am") for c in rt.next_names(prefix, partial="am"))
+
+
+def test_the_prefix_filter_keeps_exactly_the_names_that_extend_the_typed_part(
+    trained: tuple[CodeFill, Path],
+) -> None:
+    rt = CodeFillRuntime(trained[1] / "release")
+    prefix = SNIPPET[: SNIPPET.index("total + amount")]
+    everything = {c.name: c.probability for c in rt.next_names(prefix, k=len(rt.vocab.names))}
+    for partial in ("a", "am", "t", "se", "zz", "self"):
+        got = {c.name: c.probability for c in rt.next_names(prefix, partial, k=len(everything))}
+        assert got == {n: p for n, p in everything.items() if n.startswith(partial)}
+
+
+def test_warm_runs_the_prompt_once_and_the_request_reuses_it(
+    trained: tuple[CodeFill, Path],
+) -> None:
+    cold = CodeFillRuntime(trained[1] / "release")
+    rt = CodeFillRuntime(trained[1] / "release")
+    prefix = SNIPPET[: SNIPPET.index("total + amount")]
+    assert rt.warm(prefix) == rt.encode(prefix)[0].shape[1]
+    assert rt.warm(prefix) == 0
+    ran = rt.names_run
+    warm = rt.next_names(prefix, "to")
+    assert rt.names_run == ran  # the request ran nothing
+    assert warm == cold.next_names(prefix, "to")
+    cancel = CancelToken()
+    cancel.cancel()
+    with pytest.raises(Cancelled):  # a long prompt checks between chunks
+        cold.warm(SNIPPET * 12, cancel)
 
 
 def test_declared_names_are_reranked_by_the_table(trained: tuple[CodeFill, Path]) -> None:

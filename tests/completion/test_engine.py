@@ -262,3 +262,26 @@ def test_rank_marks_keywords_and_respects_max_items() -> None:
     items = rank(found, build_context(doc, pos), max_items=5, file_weight=0.3)
     assert len(items) == 5 and items[0].text == "return" and items[0].kind == "keyword"
     assert all(i.kind == "identifier" for i in items[1:])
+
+
+def test_prepare_warms_the_caches_and_changes_no_answer(tiny_model_dir: Path) -> None:
+    def fresh() -> Engine:
+        eng = Engine(EngineSettings(model_path=str(tiny_model_dir), max_items=15))
+        eng.load()
+        return eng
+
+    warmed, cold = fresh(), fresh()
+    cut = SOURCE.index("append(item)") + 3  # "self.items.app|"
+    before, after = at_end(SOURCE[: cut - 1]), at_end(SOURCE[:cut])
+    assert warmed.prepare(*before) > 0
+    assert warmed.prepare(*before) == 0  # warm already
+    ran = []
+    lm = warmed._lm
+    step = lm.step
+    lm.step = lambda ids, past, *a: ran.append(ids.shape[1]) or step(ids, past, *a)
+    got = warmed.complete(*after)
+    assert got.items == cold.complete(*after).items
+    assert ran == []  # the healed prompt is the one warmed: it does not run again
+    in_comment = at_end(SOURCE + "# a note about ")
+    assert warmed.prepare(*in_comment) == 0
+    assert Engine(EngineSettings(model_path=str(tiny_model_dir))).prepare(*before) == 0  # no model

@@ -59,3 +59,37 @@ def test_interleaved_prompts_each_run_only_their_new_tokens(tiny_fp32_model_dir:
     cache.prefill(lm.encode("x = 1"))  # a third prompt pushes out the oldest entry
     cache.prefill(plain[:18])
     assert ran[-1] == 18
+
+
+def test_warm_runs_the_window_in_chunks_and_stops_when_cancelled(
+    tiny_fp32_model_dir: Path,
+) -> None:
+    from fillpoint.completion.types import Cancelled, CancelToken
+
+    lm = OnnxDecoder(tiny_fp32_model_dir)
+    cache = decoding.PrefixCache(lm)
+    ran: list[int] = []
+    step = lm.step
+    lm.step = lambda ids, past: ran.append(ids.shape[1]) or step(ids, past)  # type: ignore[method-assign]
+    text = "".join(f"value_{i} = compute(value_{i - 1}, {i})\n" for i in range(1, 40))
+    prompt = decoding.heal(lm, text, "healing")
+    window = decoding._window(lm, prompt.ids, decoding.ROOM)
+    chunk = 16
+    assert len(window) > 2 * chunk
+
+    cancel = CancelToken()
+    cancel.cancel()
+    try:
+        decoding.warm(lm, prompt, cache, cancel, chunk)
+    except Cancelled:
+        pass
+    assert ran == [chunk]  # one chunk, then it noticed
+    assert cache.cached(window) == chunk  # and kept what it ran
+
+    assert decoding.warm(lm, prompt, cache, chunk=chunk) == len(window) - chunk
+    assert max(ran) <= chunk and sum(ran) == len(window)
+    assert decoding.warm(lm, prompt, cache, chunk=chunk) == 0  # warm already: nothing runs
+    got, _ = cache.prefill(window)  # a request at this prompt runs nothing either
+    assert sum(ran) == len(window)
+    want, _ = step(np.asarray([window]), lm.empty_past(1))
+    np.testing.assert_allclose(got, want, atol=1e-4)

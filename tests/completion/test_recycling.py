@@ -7,6 +7,7 @@ same text, which rounding could only change at an exact near-tie of two tokens.
 
 from __future__ import annotations
 
+import sysconfig
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from fillpoint.completion.decoding import PrefixCache, Prompt, Vocab, fim_prompt
 from fillpoint.completion.recycling import AdjacencyTable, Recycler, tree_shape
 from fillpoint.completion.runtime import OnnxDecoder
 
-REPO = Path(__file__).resolve().parents[2]
+STDLIB = Path(sysconfig.get_paths()["stdlib"])
 
 SNIPPETS = [
     "import os\nimport sys\n\n\ndef main(argv):\n    for arg in argv:\n        print(",
@@ -131,8 +132,10 @@ def test_the_release_model_recycles_to_the_same_lines(release_model_dir: Path) -
     lm = OnnxDecoder(release_model_dir)
     vocab, recycler = Vocab(lm), Recycler(lm)
     same = total = 0
-    for path in ("completion/decoding.py", "completion/engine.py"):
-        lines = (REPO / path).read_text().splitlines(keepends=True)
+    # Fixed texts (not this repository's own files, which change): where float rounding
+    # decides a near-tie, tree calls and one-token calls may pick different tokens.
+    for path in ("textwrap.py", "shlex.py"):
+        lines = (STDLIB / path).read_text().splitlines(keepends=True)
         for i in range(40, len(lines), 9):
             if not lines[i].strip():
                 continue

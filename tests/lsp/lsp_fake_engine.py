@@ -69,6 +69,7 @@ class FakeEngine:
         self.model_name = ""
         self._loaded = False
         self.calls = 0
+        self.prepared: list[tuple[str, Position]] = []  # (text, cursor) of each prefetch
 
     def load(self) -> None:
         """Pretend to load; the model path decides how that goes."""
@@ -126,6 +127,12 @@ class FakeEngine:
         ]
         start = doc.position_at(offset - len(prefix))
         return CompletionResult(items=items, replace=Span(start, pos))
+
+    def prepare(self, doc: Document, pos: Position, cancel: CancelToken | None = None) -> int:
+        """Record the prefetch (idle work); BLOCK, BOOM and ENGINE_ERROR lines act as usual."""
+        self.prepared.append((doc.text, pos))
+        self._act_on_markers(doc, pos, cancel)
+        return 1
 
     def inline(
         self, doc: Document, pos: Position, cancel: CancelToken | None = None

@@ -11,9 +11,16 @@ from lsp_harness import bounded
 from lsprotocol import types as lsp
 
 from fillpoint.completion.documents import Document
-from fillpoint.completion.types import CompletionResult, InlineResult, Position
+from fillpoint.completion.types import CompletionResult, InlineResult, Position, Span
 from fillpoint.lsp.options import parse_options
-from fillpoint.lsp.server import FillpointServer, _prefer_utf8, create_server, skip_reason
+from fillpoint.lsp.server import (
+    PREFETCH_DELAY_S,
+    FillpointServer,
+    _cursor_after,
+    _prefer_utf8,
+    create_server,
+    skip_reason,
+)
 
 URI = "file:///work/example.py"
 TEXT = "import os\nvalue = os.path\nval\nx = 1  # BLOCK\ny = 2  # BOOM\nz = 3  # ENGINE_ERROR\n"
@@ -114,6 +121,63 @@ async def test_debounce_skips_superseded_requests(server: FillpointServer) -> No
     second = await bounded(server.run_engine("complete", URI, lsp.Position(2, 2)))
     assert await bounded(first) is None and second is not None
     assert server.engine.calls == 1
+
+
+async def _prefetched(server: FillpointServer, count: int) -> None:
+    """Wait until the fake engine has been asked to prefetch `count` times."""
+    while len(server.engine.prepared) < count:
+        await asyncio.sleep(0.005)
+
+
+async def test_an_edit_prefetches_at_the_cursor_once_the_user_pauses(
+    server: FillpointServer,
+) -> None:
+    server.schedule_prefetch(URI, Position(2, 3))
+    server.schedule_prefetch(URI, Position(2, 2))  # the next keystroke replaces the pending one
+    await bounded(_prefetched(server, 1))
+    await asyncio.sleep(PREFETCH_DELAY_S * 3)
+    assert [pos for _, pos in server.engine.prepared] == [Position(2, 2)]
+    assert server.engine.prepared[0][0] == TEXT and server.engine.calls == 0
+
+
+async def test_a_request_goes_before_a_pending_prefetch(server: FillpointServer) -> None:
+    server.schedule_prefetch(URI, Position(2, 3))
+    assert await bounded(server.run_engine("complete", URI, lsp.Position(2, 3))) is not None
+    await asyncio.sleep(PREFETCH_DELAY_S * 3)
+    assert server.engine.prepared == []
+
+
+async def test_a_request_stops_a_running_prefetch(server: FillpointServer) -> None:
+    before = BLOCKED.count
+    server.schedule_prefetch(URI, Position(3, 2))  # a BLOCK line: the prefetch runs until told
+    await _blocked_after(before + 1)
+    result = await bounded(server.run_engine("complete", URI, lsp.Position(2, 3)))
+    assert isinstance(result, CompletionResult) and result.items
+
+
+async def test_a_failing_prefetch_costs_nothing(server: FillpointServer) -> None:
+    for line in (4, 5):  # BOOM (a bug), ENGINE_ERROR
+        server.schedule_prefetch(URI, Position(line, 3))
+        await bounded(_prefetched(server, line - 3))
+    await asyncio.sleep(PREFETCH_DELAY_S)
+    assert await bounded(server.run_engine("complete", URI, lsp.Position(2, 3))) is not None
+
+
+async def test_no_prefetch_when_the_option_is_off(server: FillpointServer) -> None:
+    server.options = parse_options({"prefetch": False})[0]
+    server.schedule_prefetch(URI, Position(2, 3))
+    await asyncio.sleep(PREFETCH_DELAY_S * 3)
+    assert server.engine.prepared == []
+
+
+def test_the_cursor_after_an_edit_is_the_end_of_the_inserted_text() -> None:
+    doc = Document("file:///a.py", "ab\ncd\n", 1, "python")
+    change = (Span(Position(1, 1), Position(1, 1)), "x\nyz")
+    doc.apply_change(change[1], change[0])
+    assert doc.text == "ab\ncx\nyzd\n"
+    assert _cursor_after(doc, [change]) == Position(2, 2)
+    assert _cursor_after(doc, [(None, "new text")]) is None  # a whole-document replacement
+    assert _cursor_after(doc, []) is None
 
 
 def test_skip_reasons() -> None:

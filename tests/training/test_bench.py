@@ -49,6 +49,7 @@ def test_server_options_carry_the_model_and_the_mid_token_mode(tmp_path: Path) -
     assert bench.server_options(parse(["--model", ""])) is None
     options = bench.server_options(parse(["--model", str(tmp_path), "--mid-token", "auto"]))
     assert options == {"modelPath": str(tmp_path.resolve()), "midToken": "auto"}
+    assert bench.server_options(parse(["--no-prefetch"])) == {"prefetch": False}
     with pytest.raises(SystemExit):
         parse(["--mid-token", "exact"])
 
@@ -56,7 +57,8 @@ def test_server_options_carry_the_model_and_the_mid_token_mode(tmp_path: Path) -
 def test_bench_writes_all_outputs(tiny_model_dir: Path, tmp_path: Path) -> None:
     stem = tmp_path / "out" / "benchmarks"
     argv = ["--model", str(tiny_model_dir), "--corpus", str(tmp_path / "no-corpus")]
-    argv += ["--files", "1", "--requests", str(N_REQUESTS), "--chunk", "3", "--out", str(stem)]
+    argv += ["--files", "1", "--requests", str(N_REQUESTS), "--chunk", "3", "--gap-ms", "7"]
+    argv += ["--out", str(stem)]
     assert bench.main([*argv, "--decoding", "4"]) == 0
 
     result = json.loads(stem.with_suffix(".json").read_text())
@@ -67,6 +69,7 @@ def test_bench_writes_all_outputs(tiny_model_dir: Path, tmp_path: Path) -> None:
 
     work = result["workload"]
     assert work["source"] == "stdlib" and len(work["files"]) == 1
+    assert work["gap_ms"] == 7 and "pauses 7 ms" in markdown
     n_complete, n_inline = work["completion_requests"], work["inline_requests"]
     assert 0 < n_complete + n_inline <= N_REQUESTS and work["keystrokes"] > 0
 

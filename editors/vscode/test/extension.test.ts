@@ -77,6 +77,7 @@ describe('activate', () => {
       inline: true,
       midToken: 'healing',
       debounceMs: 0,
+      prefetch: true,
       logLevel: 'info',
     });
   });

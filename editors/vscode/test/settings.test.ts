@@ -17,6 +17,7 @@ describe('serverKeys', () => {
       'inline',
       'midToken',
       'debounceMs',
+      'prefetch',
       'logLevel',
     ]);
   });
