@@ -50,6 +50,12 @@ class TypedThrough:
         """Keep a list just answered."""
         self._put(self._lists, uri, _List(uri, head, partial, tuple(items)))
 
+    def has_list(self, uri: str, head: str, partial: str) -> bool:
+        """True when the last list of `uri` was made for exactly this head and typed part."""
+        with self._lock:
+            last = self._lists.get(uri)
+        return last is not None and last.head == head and last.partial == partial
+
     def list_for(self, uri: str, head: str, partial: str) -> list[CompletionCandidate] | None:
         """The last list filtered to `partial`, if the user only typed further into the name."""
         with self._lock:

@@ -10,6 +10,7 @@ from fillpoint.completion.context import build_context
 from fillpoint.completion.decoding import Candidate
 from fillpoint.completion.documents import Document
 from fillpoint.completion.engine import Engine, rank
+from fillpoint.completion.typed_through import TypedThrough
 from fillpoint.completion.types import (
     Cancelled,
     CancelToken,
@@ -275,13 +276,23 @@ def test_prepare_warms_the_caches_and_changes_no_answer(tiny_model_dir: Path) ->
     before, after = at_end(SOURCE[: cut - 1]), at_end(SOURCE[:cut])
     assert warmed.prepare(*before) > 0
     assert warmed.prepare(*before) == 0  # warm already
-    ran = []
+    calls: list[str] = []
     lm = warmed._lm
-    step = lm.step
-    lm.step = lambda ids, past, *a: ran.append(ids.shape[1]) or step(ids, past, *a)
-    got = warmed.complete(*after)
-    assert got.items == cold.complete(*after).items
-    assert ran == []  # the healed prompt is the one warmed: it does not run again
+    step, run = lm.step, lm.run
+    lm.step = lambda *a: calls.append("step") or step(*a)
+    lm.run = lambda *a: calls.append("run") or run(*a)
+
+    # the next keystroke into the name: the list made while warming, filtered, no model call
+    listed = cold.complete(*before).items
+    got = warmed.complete(*after).items
+    assert calls == []
+    assert [c.text for c in got] == [c.text for c in listed if c.text.startswith("app")]
+    assert sum(c.probability for c in got) == pytest.approx(1.0)
+
+    warmed._typed = TypedThrough()  # without that list: the beam runs, the prompt does not
+    assert warmed.complete(*after).items == cold.complete(*after).items
+    assert "step" not in calls and "run" in calls  # the healed prompt is the one warmed
+
     in_comment = at_end(SOURCE + "# a note about ")
     assert warmed.prepare(*in_comment) == 0
     assert Engine(EngineSettings(model_path=str(tiny_model_dir))).prepare(*before) == 0  # no model

@@ -43,6 +43,15 @@ def test_list_is_not_reused_after_other_edits(uri: str, head: str, partial: str)
     assert cache.list_for(uri, head, partial) is None
 
 
+def test_has_list_only_for_the_same_head_and_typed_part() -> None:
+    cache = TypedThrough()
+    assert not cache.has_list("u", "x = self.", "")
+    cache.remember_list("u", "x = self.", "b", ITEMS)
+    assert cache.has_list("u", "x = self.", "b")
+    assert not cache.has_list("u", "x = self.", "ba") and not cache.has_list("u", "x = ", "b")
+    assert not cache.has_list("v", "x = self.", "b")
+
+
 def test_ghost_text_shrinks_as_it_is_typed() -> None:
     cache = TypedThrough()
     cache.remember_ghost("u", "print(self.", "balance)")
