@@ -60,6 +60,7 @@ class Vocab:
         self.sorted_ids = [i for _, i in order]
         self.special = np.zeros(len(texts), bool)
         self.special[list(lm.special_ids)] = True
+        self.need_masks: dict[str, np.ndarray] = {}  # allowed_for_need's memo
 
 
 def heal(lm: OnnxDecoder, prefix: str, mode: MidTokenMode) -> Prompt:
@@ -71,15 +72,33 @@ def heal(lm: OnnxDecoder, prefix: str, mode: MidTokenMode) -> Prompt:
     # The tail starts a pre-token, so the whole prefix's pieces split there. Encoding the head
     # alone can give other pieces: the pre-tokenizer splits "\n\n" before a word into "\n",
     # "\n", but keeps it whole at the end of a text.
-    head_bytes, used, keep = len(prefix[: m.start()].encode("utf-8")), 0, 0
-    while keep < len(ids) and used + len(lm.token_bytes[ids[keep]]) <= head_bytes:
-        used += len(lm.token_bytes[ids[keep]])
-        keep += 1
+    # Pieces are taken off the end while they reach past the head (the tail is short).
+    head_bytes = len(prefix[: m.start()].encode("utf-8", "replace"))
+    used, keep = len(prefix.encode("utf-8", "replace")), len(ids)
+    while keep > 0 and used > head_bytes:
+        keep -= 1
+        used -= len(lm.token_bytes[ids[keep]])
     return Prompt(ids[:keep], prefix[m.start() :])
 
 
+NEED_MEMO = 512  # masks remembered per vocabulary (the same few needs recur: " ", "self")
+
+
 def allowed_for_need(vocab: Vocab, rest: str) -> np.ndarray:
-    """Pieces consistent with the text still to spell: a prefix of it, or it plus word chars."""
+    """Pieces consistent with the text still to spell: a prefix of it, or it plus word chars.
+
+    The mask is shared between calls with the same `rest`: read-only.
+    """
+    mask = vocab.need_masks.get(rest)
+    if mask is None:
+        if len(vocab.need_masks) >= NEED_MEMO:
+            vocab.need_masks.clear()
+        mask = vocab.need_masks[rest] = _need_mask(vocab, rest)
+        mask.flags.writeable = False
+    return mask
+
+
+def _need_mask(vocab: Vocab, rest: str) -> np.ndarray:
     mask = np.zeros(len(vocab.texts), bool)
     for k in range(1, len(rest) + 1):
         i = vocab.by_text.get(rest[:k])

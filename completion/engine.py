@@ -8,6 +8,7 @@ import re
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from keyword import iskeyword
 from pathlib import Path
 
@@ -68,6 +69,7 @@ class Engine:
         self._recycler: Recycler | None = None  # its table learns across requests
         self._codefill: CodeFillRuntime | None = None  # the name model, when the release has one
         self._typed = TypedThrough()
+        self._side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fillpoint-codefill")
 
     def load(self) -> None:
         """Load (or reload) the model named by the settings; on failure set `error`, never raise."""
@@ -83,7 +85,7 @@ class Engine:
         codefill = None
         if self.settings.codefill_weight > 0 and (folder / "codefill" / "model.onnx").exists():
             try:
-                codefill = CodeFillRuntime(folder / "codefill")
+                codefill = CodeFillRuntime(folder / "codefill", threads=1)
             except EngineError as exc:  # the list still works from the decoder alone
                 log.warning("CodeFill model unavailable: %s", exc)
         with self._lock:
@@ -146,14 +148,19 @@ class Engine:
         if reused is not None:
             return CompletionResult(reused, span, (time.perf_counter() - t0) * 1000)
         lm, vocab = model
-        if (bytelevel := self._byte_decoder("complete")) is not None:
-            with self._bytelevel_lock:
-                exact = bytelevel.complete_identifier(ctx.prefix, k=10, cancel=cancel)
-            found = [decoding.Candidate(y, math.log(p)) for y, p in exact if p > 0]
-        else:
-            cache = self._caches.get("complete")
-            found = model_candidates(lm, vocab, ctx, self._mode(), cancel, cache)
-        named = self._codefill_names(head, ctx)
+        # CodeFill runs on its own thread meanwhile: its lexing and model calls overlap the
+        # decoder's beam on the other core.
+        named_later = self._side.submit(self._codefill_names, head, ctx)
+        try:
+            if (bytelevel := self._byte_decoder("complete")) is not None:
+                with self._bytelevel_lock:
+                    exact = bytelevel.complete_identifier(ctx.prefix, k=10, cancel=cancel)
+                found = [decoding.Candidate(y, math.log(p)) for y, p in exact if p > 0]
+            else:
+                cache = self._caches.get("complete")
+                found = model_candidates(lm, vocab, ctx, self._mode(), cancel, cache)
+        finally:
+            named = named_later.result()  # never left running into the next request
         items = rank(
             found,
             ctx,

@@ -82,6 +82,31 @@ def _verify(folder: Path) -> dict:
     return manifest
 
 
+SHORT_TEXT, SHORT_MEMO = 64, 4096  # texts this short are remembered, this many at most
+HEAD_GRID = 2048  # a long text's remembered head ends on the first safe line after a multiple
+
+
+def split_point(text: str, grid: int = HEAD_GRID) -> int | None:
+    """Where `text` can be cut so that its pieces are those of the two parts, encoded apart:
+    the start of a line that begins with a non-space, after a line that ends with one.
+
+    The pre-tokenizer's only pattern that looks ahead is whitespace before a non-space, and
+    there a lone newline between two non-spaces is one piece either way; nothing else
+    crosses a newline. The cut is the first such line at or after the last multiple of
+    `grid` that is at least `grid` characters before the end, so it stays put while the
+    text grows. None: the text is too short, or has no such line there.
+    """
+    start = (len(text) - grid) // grid * grid
+    if start <= 0:
+        return None
+    at = text.find("\n", max(start, 1))
+    while 0 < at < len(text) - 1:
+        if not text[at - 1].isspace() and not text[at + 1].isspace():
+            return at + 1
+        at = text.find("\n", at + 1)
+    return None
+
+
 class OnnxDecoder:
     """One released decoder: `step(ids, past)` returns next-token log-probs and the new cache."""
 
@@ -91,6 +116,8 @@ class OnnxDecoder:
         try:
             cfg = json.loads((folder / "config.json").read_text())
             self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            self._short: dict[str, tuple[int, ...]] = {}
+            self._head: tuple[str, list[int]] | None = None
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
@@ -136,10 +163,30 @@ class OnnxDecoder:
         self.token_text = [b.decode("utf-8", errors="replace") for b in self.token_bytes]
 
     def encode(self, text: str) -> list[int]:
-        """Token ids of `text` (no special tokens added)."""
+        """Token ids of `text` (no special tokens added).
+
+        Short texts (names being scored) are remembered; a long text is encoded as a head,
+        remembered while the user types below it, plus a fresh tail (`split_point`).
+        """
         # A lone surrogate (an editor can send one) is not text the tokenizer accepts.
         clean = text.encode("utf-8", "replace").decode("utf-8")
-        return self.tokenizer.encode(clean, add_special_tokens=False).ids
+        if len(clean) <= SHORT_TEXT:
+            ids = self._short.get(clean)
+            if ids is None:
+                if len(self._short) >= SHORT_MEMO:
+                    self._short.clear()
+                ids = self._short[clean] = tuple(self._encode(clean))
+            return list(ids)
+        cut = split_point(clean)
+        if cut is None:
+            return self._encode(clean)
+        head, memo = clean[:cut], self._head
+        if memo is None or memo[0] != head:
+            memo = self._head = (head, self._encode(head))
+        return memo[1] + self._encode(clean[cut:])
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
 
     def decode(self, ids: list[int]) -> str:
         """Text of `ids`, special tokens dropped."""

@@ -110,16 +110,22 @@ def profile(
     print(f"model {eng.model_name} loaded in {load_ms:.0f} ms (in-process)", file=out)
     said = "warm at the text before the last keystroke" if prefetch else "not warmed"
     print(f"caches before each request: {said}\n", file=out)
-    for kind in ("complete", "inline"):
-        todo = [(s, r) for s, r in points if r.kind == kind]
+    groups = {
+        "complete at identifier starts": lambda r: r.kind == "complete" and r.typed == 0,
+        "complete inside names": lambda r: r.kind == "complete" and r.typed > 0,
+        "inline": lambda r: r.kind == "inline",
+    }
+    for group, wanted in groups.items():
+        todo = [(s, r) for s, r in points if wanted(r)]
         if not todo:
             continue
         timer, prof = StageTimer(), cProfile.Profile()
         docs = [
             store.open(f"file:///p/{i}.py", s.text[: r.offset], 0) for i, (s, r) in enumerate(todo)
         ]
+        earlier_store = DocumentStore("utf-32")  # the same documents a keystroke earlier
         before = [
-            store.open(f"file:///p/{i}.before.py", s.text[: max(s.start, r.offset - 1)], 0)
+            earlier_store.open(f"file:///p/{i}.py", s.text[: max(s.start, r.offset - 1)], 0)
             for i, (s, r) in enumerate(todo)
         ]
         with ExitStack() as stack:
@@ -134,7 +140,7 @@ def profile(
                 _patched(lm, "step", timer.wrap("step (onnx + log-softmax)", lm.step))
             )
             stack.enter_context(_patched(lm, "encode", timer.wrap("tokenizer encode", lm.encode)))
-            call = eng.complete if kind == "complete" else eng.inline
+            call = eng.inline if group == "inline" else eng.complete
             total = timer.wrap("total", call)
             prof.enable()
             for doc, earlier in zip(docs, before, strict=True):
@@ -146,9 +152,9 @@ def profile(
                     prof.enable()
                 total(doc, doc.position_at(len(doc.text)))
             prof.disable()
-        print(_stage_table(kind, timer, len(docs)), file=out)
+        print(_stage_table(group, timer, len(docs)), file=out)
         stats = pstats.Stats(prof, stream=out)
-        print(f"cProfile of {kind}, top {top} by own time:", file=out)
+        print(f"cProfile of {group}, top {top} by own time:", file=out)
         stats.sort_stats("tottime").print_stats(top)
     return out.getvalue()
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fillpoint.completion.runtime import OnnxDecoder, byte_decoder
+from fillpoint.completion.runtime import OnnxDecoder, byte_decoder, split_point
 from fillpoint.completion.types import EngineError
 
 pytestmark = pytest.mark.slow
@@ -74,6 +74,29 @@ def test_pieces_spell_the_text_byte_for_byte(lm: OnnxDecoder, text: str) -> None
     assert b"".join(lm.token_bytes[i] for i in ids) == text.encode("utf-8")
     assert lm.decode(ids) == text
     assert not set(ids) & lm.special_ids
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(CODE | st.just("\n"), min_size=20, max_size=80).map("\n".join), st.integers(4, 64))
+def test_a_long_text_encodes_as_its_head_and_tail_do(
+    lm: OnnxDecoder, text: str, grid: int
+) -> None:
+    cut = split_point(text, grid)
+    if cut is not None:
+        assert 0 < cut < len(text)
+        assert lm._encode(text[:cut]) + lm._encode(text[cut:]) == lm._encode(text)
+        grown = text + "x = 1"
+        if (len(grown) - grid) // grid == (len(text) - grid) // grid:
+            assert split_point(grown, grid) == cut  # typing at the end keeps the head
+
+
+def test_the_encoding_memos_give_what_the_tokenizer_gives(lm: OnnxDecoder) -> None:
+    base = "".join(f"def f{i}(x):\n    return x + {i}\n\n\n" for i in range(400))
+    for extra in ("", "y = f1(", "y = f1(2)\nz", "\n\n"):
+        assert lm.encode(base + extra) == lm._encode(base + extra)  # the head is remembered
+    ids = lm.encode("self.total")
+    ids.append(-1)  # a caller's change does not reach the memo
+    assert lm.encode("self.total") == lm._encode("self.total")
 
 
 def test_decode_drops_special_tokens(lm: OnnxDecoder) -> None:
