@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 # probability multiplied by a weight that depends on its role and where it was declared.
 FILE_SCORED = 12  # the file's most frequent names scored by the model at each request
 CODEFILL_TOP = 20  # CodeFill names taken into the mixture
+SPECULATE_TOKENS = 2  # tokens decoded to guess the next keystroke while the user pauses
 RERANK = {
     "attribute": {"function": 1.625, "class": 1.250, "file": 1.125},
     "variable": {"function": 1.625, "class": 1.125, "file": 1.500},
@@ -145,8 +146,22 @@ class Engine:
         span = Span(ctx.partial_start, ctx.position)
         head = doc.text[: ctx.offset - len(ctx.partial)]
         reused = self._typed.list_for(doc.uri, head, ctx.partial)
+        if reused is None and (reused := self._typed.speculated(doc.uri, doc.text, ctx.offset)):
+            self._typed.remember_list(doc.uri, head, ctx.partial, reused)
         if reused is not None:
             return CompletionResult(reused, span, (time.perf_counter() - t0) * 1000)
+        items = self._fresh_list(ctx, head, model, cancel)
+        self._typed.remember_list(doc.uri, head, ctx.partial, items)
+        return CompletionResult(items, span, (time.perf_counter() - t0) * 1000)
+
+    def _fresh_list(
+        self,
+        ctx: Context,
+        head: str,
+        model: tuple[OnnxDecoder, decoding.Vocab],
+        cancel: CancelToken | None,
+    ) -> list[CompletionCandidate]:
+        """The ranked list at a cursor from both models (no reuse of earlier lists)."""
         lm, vocab = model
         # CodeFill runs on its own thread meanwhile: its lexing and model calls overlap the
         # decoder's beam on the other core.
@@ -161,7 +176,7 @@ class Engine:
                 found = model_candidates(lm, vocab, ctx, self._mode(), cancel, cache)
         finally:
             named = named_later.result()  # never left running into the next request
-        items = rank(
+        return rank(
             found,
             ctx,
             self.settings.max_items,
@@ -169,8 +184,6 @@ class Engine:
             named,
             self.settings.codefill_weight,
         )
-        self._typed.remember_list(doc.uri, head, ctx.partial, items)
-        return CompletionResult(items, span, (time.perf_counter() - t0) * 1000)
 
     def prepare(self, doc: Document, pos: Position, cancel: CancelToken | None = None) -> int:
         """Run the text before `pos` through the models ahead of a request, so that a
@@ -197,12 +210,59 @@ class Engine:
             codefill = self._codefill
         if codefill is not None:
             ran += codefill.warm(head, cancel)
-        # The list itself: a request after the next keystroke into this name gets it filtered
-        # (TypedThrough). On held-out files that filtered list ranked the typed name first as
-        # often as a fresh one (313 against 304 of 410 requests one character later).
-        if not self._typed.has_list(doc.uri, head, ctx.partial):
+        # Two lists, the likelier one first (the user may type before both are made): the
+        # list here, which a keystroke into the name filters (TypedThrough; on held-out files
+        # that filtered list ranked the typed name first as often as a fresh one, 313 against
+        # 304 of 410 requests one character later), and the list after the keystroke the
+        # decoder expects next, when that keystroke ends the name (`.`, `(`, a space).
+        key = self._next_keystroke(ctx, model, cancel)
+        here = not self._typed.has_list(doc.uri, head, ctx.partial)
+        if here and not key:
             self.complete(doc, pos, cancel)
+        if key:
+            self._speculate(doc, ctx, key, model, cancel)
+            if here:
+                self.complete(doc, pos, cancel)
         return ran
+
+    def _next_keystroke(
+        self, ctx: Context, model: tuple[OnnxDecoder, decoding.Vocab], cancel: CancelToken | None
+    ) -> str:
+        """The character the decoder expects next when it ends the name being typed; "" when
+        it expects the name to go on, no name to start there (more indentation), or nothing."""
+        lm, vocab = model
+        if self._byte_decoder("complete") is not None:
+            return ""  # byte-level lists keep caches of their own
+        prompt = decoding.fim_prompt(lm, decoding.heal(lm, ctx.prefix, self._mode()), ctx.suffix)
+        cache = self._caches.get("inline")
+        ahead, _ = decoding.greedy_line(lm, vocab, prompt, SPECULATE_TOKENS, cancel, cache)
+        key = ahead[:1]
+        if not key or key.isalnum() or key == "_":
+            return ""
+        if key.isspace() and (ctx.prefix[-1:].isspace() or not ctx.prefix):
+            return ""
+        return key
+
+    def _speculate(
+        self,
+        doc: Document,
+        ctx: Context,
+        key: str,
+        model: tuple[OnnxDecoder, decoding.Vocab],
+        cancel: CancelToken | None,
+    ) -> None:
+        """Make the list for the document as it will be after typing `key` at the cursor:
+        a request there is then answered without a model call."""
+        typed = doc.copy()
+        typed.apply_change(key, Span(ctx.position, ctx.position))
+        if self._typed.speculated(doc.uri, typed.text, ctx.offset + 1) is not None:
+            return
+        after = build_context(typed, typed.position_at(ctx.offset + 1))
+        if after.in_string_or_comment:
+            return
+        head = typed.text[: after.offset - len(after.partial)]
+        items = self._fresh_list(after, head, model, cancel)
+        self._typed.remember_speculated(doc.uri, typed.text, after.offset, items)
 
     def _codefill_names(self, head: str, ctx: Context) -> dict[str, float]:
         """CodeFill's next-name probabilities for the identifier being typed (before re-ranking:

@@ -29,12 +29,20 @@ class _Ghost:
     text: str
 
 
+@dataclass(frozen=True)
+class _Ahead:
+    text: str  # the whole document, as it would be after the keystroke
+    offset: int
+    items: tuple[CompletionCandidate, ...]
+
+
 class TypedThrough:
     """The last completion list and ghost text of each document, reused while typed through."""
 
     def __init__(self, size: int = 64) -> None:
         self._lists: dict[str, _List] = {}
         self._ghosts: dict[str, _Ghost] = {}
+        self._ahead: dict[str, _Ahead] = {}
         self._size = size
         self._lock = threading.Lock()
 
@@ -69,6 +77,21 @@ class TypedThrough:
         if not kept or total <= 0:
             return None
         return [replace(c, probability=c.probability / total) for c in kept]
+
+    def remember_speculated(
+        self, uri: str, text: str, offset: int, items: list[CompletionCandidate]
+    ) -> None:
+        """Keep a list made ahead for a document the user has not typed yet (the text it
+        would have, and the cursor's offset in it)."""
+        self._put(self._ahead, uri, _Ahead(text, offset, tuple(items)))
+
+    def speculated(self, uri: str, text: str, offset: int) -> list[CompletionCandidate] | None:
+        """The list made ahead for exactly this document text and cursor, if any."""
+        with self._lock:
+            ahead = self._ahead.get(uri)
+        if ahead is None or ahead.offset != offset or ahead.text != text:
+            return None
+        return list(ahead.items)
 
     def remember_ghost(self, uri: str, before: str, text: str) -> None:
         """Keep ghost text just shown."""

@@ -49,7 +49,7 @@ CLIENT_REPLY_TIMEOUT_S = 10.0  # a client that never answers must not stall mode
 STATUS = "fillpoint/status"  # notification: model loading, ready or failed (for status bars)
 # Quiet time after an edit before the models run the text before the cursor (the prefetch
 # option): a burst of keystrokes or a paste warms the caches once, at its end.
-PREFETCH_DELAY_S = 0.02
+PREFETCH_DELAY_S = 0.01
 
 Kind = Literal["complete", "inline"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -296,3 +297,36 @@ def test_prepare_warms_the_caches_and_changes_no_answer(tiny_model_dir: Path) ->
     in_comment = at_end(SOURCE + "# a note about ")
     assert warmed.prepare(*in_comment) == 0
     assert Engine(EngineSettings(model_path=str(tiny_model_dir))).prepare(*before) == 0  # no model
+
+
+def test_prepare_makes_the_list_after_the_keystroke_the_decoder_expects(
+    tiny_model_dir: Path,
+) -> None:
+    def fresh() -> Engine:
+        eng = Engine(EngineSettings(model_path=str(tiny_model_dir), max_items=15))
+        eng.load()
+        return eng
+
+    warmed, cold = fresh(), fresh()
+    calls: list[str] = []
+    lm = warmed._lm
+    step, run = lm.step, lm.run
+    lm.step = lambda *a: calls.append("step") or step(*a)
+    lm.run = lambda *a: calls.append("run") or run(*a)
+    served = 0
+    for m in re.finditer(r"\w+", SOURCE):  # the cursor after each name
+        doc, pos = at_end(SOURCE[: m.end()])
+        ctx = build_context(doc, pos)
+        if ctx.in_string_or_comment:
+            continue
+        warmed.prepare(doc, pos)
+        key = warmed._next_keystroke(ctx, (warmed._lm, warmed._vocab), None)
+        if not key:
+            continue
+        typed, at = at_end(SOURCE[: m.end()] + key)
+        calls.clear()
+        got = warmed.complete(typed, at)
+        assert calls == []  # made ahead, while the user paused
+        assert got.items == cold.complete(typed, at).items
+        served += 1
+    assert served >= 1  # the tiny model guesses a few

@@ -52,6 +52,15 @@ def test_has_list_only_for_the_same_head_and_typed_part() -> None:
     assert not cache.has_list("v", "x = self.", "b")
 
 
+def test_a_list_made_ahead_serves_exactly_that_document() -> None:
+    cache = TypedThrough()
+    cache.remember_speculated("u", "x = os.\ny = 1\n", 7, ITEMS)
+    assert cache.speculated("u", "x = os.\ny = 1\n", 7) == ITEMS
+    assert cache.speculated("u", "x = os.\ny = 2\n", 7) is None  # other text below
+    assert cache.speculated("u", "x = os.\ny = 1\n", 6) is None
+    assert cache.speculated("v", "x = os.\ny = 1\n", 7) is None
+
+
 def test_ghost_text_shrinks_as_it_is_typed() -> None:
     cache = TypedThrough()
     cache.remember_ghost("u", "print(self.", "balance)")
