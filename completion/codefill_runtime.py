@@ -170,8 +170,8 @@ class CodeFillRuntime:
     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """`run` over a whole prompt, reusing the cache of the previous prompt's common start.
 
-        Logits come for the new names only (the last one at least); the same prompt again
-        returns the logits after its last name without running anything.
+        Logits come for the last name only (1, 1, ·); the same prompt again returns them
+        without running anything.
         """
         with self._lock:
             cached_n, cached_t, cached_past, last = self._cache
@@ -184,14 +184,12 @@ class CodeFillRuntime:
         past = cached_past[:, :, :, :, :common] if common else self.empty_past()
         self.names_run += n - common
         name_logits, type_logits, present = self.run(
-            names[:, common:], types[:, common:], np.ascontiguousarray(past)
+            names[:, common:], types[:, common:], np.ascontiguousarray(past), last=1
         )
-        tail = (
-            name_logits[:, -1:],
-            None if type_logits is None else type_logits[:, -1:],
-        )
+        name_logits = name_logits[:, -1:]
+        type_logits = None if type_logits is None else type_logits[:, -1:]
         with self._lock:
-            self._cache = (names, types, present, tail)
+            self._cache = (names, types, present, (name_logits, type_logits))
         return name_logits, type_logits, present
 
     def warm(self, prefix: str, cancel: CancelToken | None = None) -> int:
@@ -212,10 +210,12 @@ class CodeFillRuntime:
         return self.names_run - before
 
     def run(
-        self, names: np.ndarray, types: np.ndarray, past: np.ndarray
+        self, names: np.ndarray, types: np.ndarray, past: np.ndarray, last: int | None = None
     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-        """Name logits (1, T, N), type logits (1, T, K) or None, and the new cache."""
+        """Name logits (1, T, N), type logits (1, T, K) or None, and the new cache; with
+        `last`, logits for the last `last` names only, where the graph can do that."""
         feed = {"names": names, "types": types, "past": past}
+        feed["last_n"] = np.asarray([last or names.shape[1]], np.int64)
         out = dict(
             zip(
                 self.outputs,

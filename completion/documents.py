@@ -221,7 +221,12 @@ class Document:
             start_byte, old_end_byte, new_end_byte, start_point, old_end_point, new_end_point
         )
         self._set_text(new, _splice_line_starts(self._line_starts, new, start, end, len(text)))
-        self._tree = _parser().parse(self._source, edited)
+        # tree-sitter's Python lexer treats a NUL character as the end of input, and reusing
+        # subtrees across one can give another tree than a fresh parse: parse those afresh
+        if "\x00" in new:
+            self._tree = _parser().parse(self._source)
+        else:
+            self._tree = _parser().parse(self._source, edited)
 
     def copy(self, frozen: bool = False) -> Document:
         """An independent document with the same content and its own copy of the tree."""

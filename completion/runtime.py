@@ -131,6 +131,7 @@ class OnnxDecoder:
             # graphs exported before the explicit mask input decode causally only
             names = {i.name for i in self.session.get_inputs()}
             self._explicit = names >= {"attn_mask", "position_ids"}
+            self._windowed = "last_n" in names  # the head can skip all but the last tokens
             self.tree_inputs = self._explicit  # decoders may run trees (tests switch it off)
             self.n_layer, self.n_head = cfg["n_layer"], cfg["n_head"]
             self.head_dim = cfg["n_embd"] // cfg["n_head"]
@@ -202,11 +203,14 @@ class OnnxDecoder:
         past: np.ndarray,
         mask: np.ndarray | None = None,
         pos: np.ndarray | None = None,
+        last: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Raw logits (B, T, V) and the extended cache; causal after the cache by default.
 
         `mask` (B, T, P+T) says which cached and new tokens each new token sees, `pos`
-        (B, T) gives their positions: a tree of drafts is verified in one call.
+        (B, T) gives their positions: a tree of drafts is verified in one call. With `last`,
+        logits come for the last `last` tokens only (B, last, V) where the graph can do that
+        (a `last_n` input), which saves the output head's work on the others.
         """
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         feed = {"input_ids": ids, "past": past}
@@ -216,6 +220,8 @@ class OnnxDecoder:
             if mask is None or pos is None:
                 mask, pos = causal_inputs(ids.shape[0], past.shape[4], ids.shape[1])
             feed["attn_mask"], feed["position_ids"] = mask, pos
+        if self._windowed:
+            feed["last_n"] = np.asarray([last or ids.shape[1]], np.int64)
         logits, present = self.session.run(None, feed)
         return logits, present
 
@@ -226,7 +232,7 @@ class OnnxDecoder:
 
     def step(self, ids: np.ndarray, past: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Log-probs of the token after the last of `ids` (B, V), and the extended cache."""
-        logits, present = self.run(ids, past)
+        logits, present = self.run(ids, past, last=1)
         return log_softmax(logits[:, -1, :]), present
 
 

@@ -129,6 +129,73 @@ def quantize_int8(src: Path, dst: Path) -> None:
     onnx.save(model, str(dst))
 
 
+LAST_N = "last_n"  # optional graph input: logits for the last n new tokens only
+
+
+def add_logits_window(
+    model: onnx.ModelProto, outputs: tuple[str, ...] = ("logits",)
+) -> onnx.ModelProto:
+    """Give the graph an input `last_n` (int64, shape [1]): the output heads (of `outputs`)
+    run on the last n new tokens only (n larger than the call: all of them).
+
+    A prompt's prefill needs the logits after its last token only; a head over the whole
+    vocabulary for every token of a long prompt is work and memory spent on nothing. Works
+    on fp32 graphs and on the int8 graphs of `quantize_int8`.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    if any(i.name == LAST_N for i in graph.input):
+        return model
+    graph.input.append(helper.make_tensor_value_info(LAST_N, TensorProto.INT64, [1]))
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.array([2**62], np.int64), f"{LAST_N}_end"),
+            numpy_helper.from_array(np.array([1], np.int64), f"{LAST_N}_axis"),
+        ]
+    )
+    nodes = [helper.make_node("Neg", [LAST_N], [f"{LAST_N}_start"], name=f"{LAST_N}_neg")]
+    nodes += list(graph.node)
+    for output in outputs:
+        nodes = _slice_head_input(nodes, output)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return model
+
+
+def _slice_head_input(nodes: list[onnx.NodeProto], output: str) -> list[onnx.NodeProto]:
+    """`nodes` with the hidden state that feeds the head of `output` cut to its last n rows."""
+    from onnx import helper
+
+    head = next(n for n in nodes if output in n.output)
+    if head.op_type == "MatMul":  # fp32: the head's input is the hidden state
+        hidden, chain = head.input[0], [head]
+    elif head.op_type == "Mul" and head.input[1].endswith("_s"):
+        # int8: `_row_quantized_matmul`'s nodes, named after its prefix; y * s at the end
+        prefix = head.input[1].removesuffix("_s")
+        chain = [n for n in nodes if n.name.startswith(f"{prefix}_") or n is head]
+        divs = [n for n in chain if n.op_type == "Div"]
+        if not divs:
+            raise ValueError(f"{output!r} is not the output of a head")
+        hidden = divs[0].input[0]
+    else:
+        raise ValueError(f"{output!r} is not the output of a head")
+    users = [n for n in nodes if hidden in n.input]
+    if not users or any(all(n is not c for c in chain) for n in users):
+        raise ValueError(f"the hidden state before {output!r} feeds more than its head")
+    kept = f"{hidden}_last_n"
+    for node in users:
+        node.input[:] = [kept if name == hidden else name for name in node.input]
+    cut = helper.make_node(
+        "Slice",
+        [hidden, f"{LAST_N}_start", f"{LAST_N}_end", f"{LAST_N}_axis"],
+        [kept],
+        name=f"{kept}_slice",
+    )
+    first = min(i for i, n in enumerate(nodes) if any(n is u for u in users))
+    return nodes[:first] + [cut] + nodes[first:]
+
+
 def sha256(path: Path) -> str:
     """Hex digest of a file, for the release manifest."""
     h = hashlib.sha256()
@@ -171,6 +238,7 @@ def release(checkpoint: Path, tokenizer: Path, out: Path, card: str, extra: dict
     vocab = model.config.vocab_size
     fp32_parity = parity(model, fp32, vocab)
     quantize_int8(fp32, out / "model.onnx")
+    onnx.save(add_logits_window(onnx.load(str(out / "model.onnx"))), str(out / "model.onnx"))
     fp32.unlink()
     shutil.copy(tokenizer, out / "tokenizer.json")
     model.config.save(out / "config.json")

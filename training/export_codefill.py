@@ -14,11 +14,12 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 
 from fillpoint.models.codefill import CodeFill, CodeFillStep, from_pretrained
 
-from .export import OPSET, quantize_int8, sha256
+from .export import OPSET, add_logits_window, quantize_int8, sha256
 
 
 def output_names(model: CodeFill) -> list[str]:
@@ -69,7 +70,7 @@ def parity(model: CodeFill, onnx_path: Path, steps: int = 3) -> float:
     model = model.float().eval()
     worst = 0.0
     for _ in range(steps):
-        feed = {"names": names, "types": types, "past": past}
+        feed = {"names": names, "types": types, "past": past, "last_n": np.array([1])}
         outs = sess.run(None, {k: v for k, v in feed.items() if k in wanted})
         past = outs[-1]
         with torch.no_grad():
@@ -92,6 +93,8 @@ def release(checkpoint: Path, vocab: Path, out: Path, extra: dict | None = None)
     export_onnx(model, fp32)
     fp32_parity = parity(model, fp32)
     quantize_int8(fp32, out / "model.onnx")
+    heads = tuple(n for n in output_names(model) if n != "present")
+    onnx.save(add_logits_window(onnx.load(str(out / "model.onnx")), heads), str(out / "model.onnx"))
     int8_parity = parity(model, out / "model.onnx")
     fp32.unlink()
     shutil.copy(vocab, out / "vocab.json")

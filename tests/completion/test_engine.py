@@ -281,7 +281,7 @@ def test_prepare_warms_the_caches_and_changes_no_answer(tiny_model_dir: Path) ->
     lm = warmed._lm
     step, run = lm.step, lm.run
     lm.step = lambda *a: calls.append("step") or step(*a)
-    lm.run = lambda *a: calls.append("run") or run(*a)
+    lm.run = lambda *a, **k: calls.append("run") or run(*a, **k)
 
     # the next keystroke into the name: the list made while warming, filtered, no model call
     listed = cold.complete(*before).items
@@ -312,7 +312,7 @@ def test_prepare_makes_the_list_after_the_keystroke_the_decoder_expects(
     lm = warmed._lm
     step, run = lm.step, lm.run
     lm.step = lambda *a: calls.append("step") or step(*a)
-    lm.run = lambda *a: calls.append("run") or run(*a)
+    lm.run = lambda *a, **k: calls.append("run") or run(*a, **k)
     served = 0
     for m in re.finditer(r"\w+", SOURCE):  # the cursor after each name
         doc, pos = at_end(SOURCE[: m.end()])

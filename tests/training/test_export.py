@@ -65,6 +65,37 @@ def test_int8_quantizes_every_linear_layer_and_the_head(
     assert [n_embd, vocab] in int8_shapes  # the untied output head
 
 
+@pytest.mark.parametrize("quantized", [False, True])
+def test_the_logits_window_gives_the_last_rows_of_the_full_logits(
+    fp32_onnx: Path, tmp_path: Path, quantized: bool
+) -> None:
+    import numpy as np
+    import onnxruntime as ort
+
+    from fillpoint.completion.runtime import causal_inputs
+    from fillpoint.training.export import add_logits_window
+
+    src = fp32_onnx
+    if quantized:
+        src = tmp_path / "model.int8.onnx"
+        quantize_int8(fp32_onnx, src)
+    windowed = tmp_path / "windowed.onnx"
+    onnx.save(add_logits_window(onnx.load(str(src))), str(windowed))
+    full = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
+    cut = ort.InferenceSession(str(windowed), providers=["CPUExecutionProvider"])
+    ids = np.random.default_rng(0).integers(0, 512, size=(2, 9))
+    mask, pos = causal_inputs(2, 0, 9)
+    feed = {"input_ids": ids, "past": np.zeros((2, 2, 2, 2, 0, 32), np.float32)}
+    feed |= {"attn_mask": mask, "position_ids": pos}
+    want = full.run(None, feed)
+    for n in (1, 4, 9, 50):
+        logits, present = cut.run(None, {**feed, "last_n": np.array([n])})
+        np.testing.assert_array_equal(logits, want[0][:, -min(n, 9) :])
+        np.testing.assert_array_equal(present, want[1])
+    with pytest.raises(ValueError, match="not the output of a head"):
+        add_logits_window(onnx.load(str(src)), ("present",))
+
+
 def test_release_folder_is_complete_and_checksummed(
     tiny_model_dir: Path, tiny_run_dir: Path
 ) -> None:
