@@ -232,14 +232,19 @@ class CodeFillRuntime:
         scopes: dict[str, Declaration] | None = None,
         k: int = 10,
         file_names: dict[str, int] | None = None,
+        cancel: CancelToken | None = None,
     ) -> list[Candidate]:
         """Top-k identifiers to follow `prefix` (which ends before the partial identifier).
 
         `file_names` (identifier -> count in the file) lets names the vocabulary lacks share
         the probability of <unk> in proportion to their counts: a held-out package's own
-        names are mostly outside the training vocabulary.
+        names are mostly outside the training vocabulary. `cancel` is checked before the
+        model runs.
         """
-        logits = self.prompt(*self.encode(prefix))[0][0, -1].astype(np.float64)
+        encoded = self.encode(prefix)
+        if cancel is not None:
+            cancel.check()
+        logits = self.prompt(*encoded)[0][0, -1].astype(np.float64)
         probs = np.exp(logits - logits.max())
         probs /= probs.sum()
         allowed = self.identifier

@@ -165,7 +165,7 @@ class Engine:
         lm, vocab = model
         # CodeFill runs on its own thread meanwhile: its lexing and model calls overlap the
         # decoder's beam on the other core.
-        named_later = self._side.submit(self._codefill_names, head, ctx)
+        named_later = self._side.submit(self._codefill_names, head, ctx, cancel)
         try:
             if (bytelevel := self._byte_decoder("complete")) is not None:
                 with self._bytelevel_lock:
@@ -264,12 +264,14 @@ class Engine:
         items = self._fresh_list(after, head, model, cancel)
         self._typed.remember_speculated(doc.uri, typed.text, after.offset, items)
 
-    def _codefill_names(self, head: str, ctx: Context) -> dict[str, float]:
+    def _codefill_names(
+        self, head: str, ctx: Context, cancel: CancelToken | None = None
+    ) -> dict[str, float]:
         """CodeFill's next-name probabilities for the identifier being typed (before re-ranking:
         `rank` applies the scope weights once to the mixture)."""
         with self._lock:
             codefill = self._codefill
-        return {} if codefill is None else codefill_names(codefill, head, ctx)
+        return {} if codefill is None else codefill_names(codefill, head, ctx, cancel)
 
     def inline(
         self, doc: Document, pos: Position, cancel: CancelToken | None = None
@@ -369,10 +371,12 @@ def file_pool(ctx: Context) -> dict[str, float]:
     }
 
 
-def codefill_names(codefill: CodeFillRuntime, head: str, ctx: Context) -> dict[str, float]:
+def codefill_names(
+    codefill: CodeFillRuntime, head: str, ctx: Context, cancel: CancelToken | None = None
+) -> dict[str, float]:
     """CodeFill's top names after `head` (the text before the partial identifier), with their
     probabilities before the scope weights: `rank` applies those once, to the mixture."""
-    found = codefill.next_names(head, ctx.partial, None, CODEFILL_TOP, ctx.identifiers)
+    found = codefill.next_names(head, ctx.partial, None, CODEFILL_TOP, ctx.identifiers, cancel)
     return {c.name: c.probability for c in found}
 
 
