@@ -180,11 +180,13 @@ class OnnxScorer:
         self._cache = OrderedDict()
         self.calls = 0  # model calls made, for latency accounting
 
-    def _run(self, ids: np.ndarray, past: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _run(
+        self, ids: np.ndarray, past: np.ndarray, last: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         if past.shape[4] + ids.shape[1] > self.lm.block_size:
             raise EngineError("byte-level prompt does not fit the model's context")
         self.calls += 1
-        return self.lm.run(ids, past)
+        return self.lm.run(ids, past, last=last)
 
     def _entry(self, prefix: Ids) -> tuple[dict[Ids, np.ndarray], dict[Ids, np.ndarray]]:
         """The rows and KV caches after `prefix`; a new prefix runs only the tokens after its
@@ -202,7 +204,7 @@ class OnnxScorer:
             if min(k, len(prefix) - 1) > n:  # the last token always runs: its row is needed
                 n = min(k, len(prefix) - 1)
                 past = np.ascontiguousarray(kv[()][:, :, :, :, :n])
-        logits, past = self._run(np.asarray([prefix[n:]]), past)
+        logits, past = self._run(np.asarray([prefix[n:]]), past, last=1)
         entry = self._cache[prefix] = ({(): log_softmax(logits[0, -1])}, {(): past})
         while len(self._cache) > self.cached:
             self._cache.popitem(last=False)
@@ -256,7 +258,7 @@ class OnnxScorer:
         rows, kv = self._entry(prefix)
         row, past = rows[()], kv[()]
         if ids:
-            logits, past = self._run(np.asarray([ids]), past)
+            logits, past = self._run(np.asarray([ids]), past, last=1)
             row = log_softmax(logits[0, -1])
         return _OnnxStream(self.lm, past, row, self.lm.block_size - len(prefix) - len(ids))
 

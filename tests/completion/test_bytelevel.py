@@ -354,9 +354,12 @@ class FakeDecoder:
     def empty_past(self, batch: int = 1) -> np.ndarray:
         return np.zeros((1, 2, batch, 1, 0, 1), np.float32)
 
-    def run(self, ids: np.ndarray, past: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run(
+        self, ids: np.ndarray, past: np.ndarray, last: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         feed = {"input_ids": np.ascontiguousarray(ids, np.int64), "past": past}
-        return tuple(self.session.run(None, feed))  # type: ignore[return-value]
+        logits, present = self.session.run(None, feed)
+        return logits[:, -(last or ids.shape[1]) :], present
 
 
 def test_onnx_scorer_batches_to_the_same_rows(real_tok: Tokenizer) -> None:
@@ -381,7 +384,7 @@ def test_onnx_scorer_reuses_kept_keys_and_values(real_tok: Tokenizer) -> None:
     fast, slow = OnnxScorer(lm), StatelessScorer(lm.hash_lm)
     ran: list[int] = []
     run = fast._run
-    fast._run = lambda ids, past: ran.append(ids.size) or run(ids, past)  # type: ignore[method-assign]
+    fast._run = lambda ids, past, last=None: ran.append(ids.size) or run(ids, past, last)  # type: ignore[method-assign]
     first, second = (lm.eot_token, 50, 60, 70), (lm.eot_token, 50, 60, 71, 72)
     fast.rows(first, [(1,)])
     ran.clear()
