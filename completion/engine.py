@@ -217,12 +217,13 @@ class Engine:
         # decoder expects next, when that keystroke ends the name (`.`, `(`, a space).
         key = self._next_keystroke(ctx, model, cancel)
         here = not self._typed.has_list(doc.uri, head, ctx.partial)
-        if here and not key:
-            self.complete(doc, pos, cancel)
         if key:
             self._speculate(doc, ctx, key, model, cancel)
-            if here:
-                self.complete(doc, pos, cancel)
+        if here:
+            self.complete(doc, pos, cancel)
+        if key and (second := file_follower(ctx.prefix, key)):
+            # the file's own habit after this name, when the decoder guessed otherwise
+            self._speculate(doc, ctx, second, model, cancel)
         return ran
 
     def _next_keystroke(
@@ -315,6 +316,28 @@ class Engine:
             math.exp(mean_logp),
             (time.perf_counter() - t0) * 1000,
         )
+
+
+FOLLOWER_SPAN = 20_000  # characters before the cursor searched by `file_follower`
+
+
+def file_follower(prefix: str, exclude: str) -> str:
+    """The character other than `exclude` that most often follows, earlier in the file, the
+    name at the end of `prefix` (after a non-name character: that character) and ends it;
+    "" when there is none. A second guess at the next keystroke, from the file's habits."""
+    text = prefix[-FOLLOWER_SPAN:]
+    m = re.search(r"\w+\Z", text)
+    if m is not None:
+        pattern = rf"(?<!\w){re.escape(m.group())}(\W)"
+    elif text:
+        pattern = rf"{re.escape(text[-1])}(.)"
+    else:
+        return ""
+    seen = Counter(found.group(1) for found in re.finditer(pattern, text[: len(text) - 1]))
+    for char, _ in seen.most_common():
+        if char != exclude and char != "\n" and not char.isalnum() and char != "_":
+            return char
+    return ""
 
 
 def _inside_word(line_suffix: str) -> bool:

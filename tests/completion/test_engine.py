@@ -330,3 +330,14 @@ def test_prepare_makes_the_list_after_the_keystroke_the_decoder_expects(
         assert got.items == cold.complete(typed, at).items
         served += 1
     assert served >= 1  # the tiny model guesses a few
+
+
+def test_file_follower_is_the_files_habit_after_the_name() -> None:
+    from fillpoint.completion.engine import file_follower
+
+    text = "import os\nos.path.join(a)\nos.getcwd()\nprint(os)\nx = os"
+    assert file_follower(text, "") == "."  # os. twice, os) once
+    assert file_follower(text, ".") == ")"  # the decoder's own guess is left out
+    assert file_follower("a = 1\nb = 2\nc =", "") == " "  # after `=`: what followed `=`
+    assert file_follower("value\nvalue_x\nvalue", "") == ""  # only new lines and name chars
+    assert file_follower("", "") == "" and file_follower("fresh", "") == ""
