@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 FILE_SCORED = 12  # the file's most frequent names scored by the model at each request
 CODEFILL_TOP = 20  # CodeFill names taken into the mixture
 SPECULATE_TOKENS = 2  # tokens decoded to guess the next keystroke while the user pauses
+INDENT_UNIT = 4  # spaces per indentation level (PEP 8) when guessing where a name starts
 RERANK = {
     "attribute": {"function": 1.625, "class": 1.250, "file": 1.125},
     "variable": {"function": 1.625, "class": 1.125, "file": 1.500},
@@ -210,27 +211,27 @@ class Engine:
             codefill = self._codefill
         if codefill is not None:
             ran += codefill.warm(head, cancel)
-        # Two lists, the likelier one first (the user may type before both are made): the
-        # list here, which a keystroke into the name filters (TypedThrough; on held-out files
-        # that filtered list ranked the typed name first as often as a fresh one, 313 against
-        # 304 of 410 requests one character later), and the list after the keystroke the
-        # decoder expects next, when that keystroke ends the name (`.`, `(`, a space).
+        # Lists, the likelier first (the user may type before all are made): after the
+        # keystroke the decoder expects next when that keystroke ends the name (`.`, `(`, a
+        # space), and the list here, which a keystroke into the name filters (TypedThrough;
+        # on held-out files that filtered list ranked the typed name first as often as a
+        # fresh one, 313 against 304 of 410 requests one character later).
+        # When the decoder expects the name to end, the file's own habit after the name is
+        # the second guess; the list here comes last then.
         key = self._next_keystroke(ctx, model, cancel)
-        here = not self._typed.has_list(doc.uri, head, ctx.partial)
-        if key:
-            self._speculate(doc, ctx, key, model, cancel)
-        if here:
+        for guess in (key, file_follower(ctx.prefix, key) if key else ""):
+            if guess:
+                self._speculate(doc, ctx, guess, model, cancel)
+        if not self._typed.has_list(doc.uri, head, ctx.partial):
             self.complete(doc, pos, cancel)
-        if key and (second := file_follower(ctx.prefix, key)):
-            # the file's own habit after this name, when the decoder guessed otherwise
-            self._speculate(doc, ctx, second, model, cancel)
         return ran
 
     def _next_keystroke(
         self, ctx: Context, model: tuple[OnnxDecoder, decoding.Vocab], cancel: CancelToken | None
     ) -> str:
         """The character the decoder expects next when it ends the name being typed; "" when
-        it expects the name to go on, no name to start there (more indentation), or nothing."""
+        it expects the name to go on, or no name to start after it (indentation that is
+        not yet a whole number of levels), or nothing."""
         lm, vocab = model
         if self._byte_decoder("complete") is not None:
             return ""  # byte-level lists keep caches of their own
@@ -241,7 +242,10 @@ class Engine:
         if not key or key.isalnum() or key == "_":
             return ""
         if key.isspace() and (ctx.prefix[-1:].isspace() or not ctx.prefix):
-            return ""
+            # inside indentation: a name starts after the space that completes a level
+            indent = ctx.line_prefix
+            if key != " " or indent.strip(" ") or (len(indent) + 1) % INDENT_UNIT:
+                return ""
         return key
 
     def _speculate(

@@ -29,6 +29,9 @@ class _Ghost:
     text: str
 
 
+AHEAD = 2  # lists made ahead kept per document (one per guessed keystroke)
+
+
 @dataclass(frozen=True)
 class _Ahead:
     text: str  # the whole document, as it would be after the keystroke
@@ -42,7 +45,7 @@ class TypedThrough:
     def __init__(self, size: int = 64) -> None:
         self._lists: dict[str, _List] = {}
         self._ghosts: dict[str, _Ghost] = {}
-        self._ahead: dict[str, _Ahead] = {}
+        self._ahead: dict[str, list[_Ahead]] = {}
         self._size = size
         self._lock = threading.Lock()
 
@@ -82,16 +85,19 @@ class TypedThrough:
         self, uri: str, text: str, offset: int, items: list[CompletionCandidate]
     ) -> None:
         """Keep a list made ahead for a document the user has not typed yet (the text it
-        would have, and the cursor's offset in it)."""
-        self._put(self._ahead, uri, _Ahead(text, offset, tuple(items)))
+        would have, and the cursor's offset in it); the last AHEAD lists per document."""
+        with self._lock:
+            kept = self._ahead.get(uri, [])
+        self._put(self._ahead, uri, [*kept[-(AHEAD - 1) :], _Ahead(text, offset, tuple(items))])
 
     def speculated(self, uri: str, text: str, offset: int) -> list[CompletionCandidate] | None:
         """The list made ahead for exactly this document text and cursor, if any."""
         with self._lock:
-            ahead = self._ahead.get(uri)
-        if ahead is None or ahead.offset != offset or ahead.text != text:
-            return None
-        return list(ahead.items)
+            kept = self._ahead.get(uri, [])
+        for ahead in kept:
+            if ahead.offset == offset and ahead.text == text:
+                return list(ahead.items)
+        return None
 
     def remember_ghost(self, uri: str, before: str, text: str) -> None:
         """Keep ghost text just shown."""

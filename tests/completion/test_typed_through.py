@@ -59,6 +59,11 @@ def test_a_list_made_ahead_serves_exactly_that_document() -> None:
     assert cache.speculated("u", "x = os.\ny = 2\n", 7) is None  # other text below
     assert cache.speculated("u", "x = os.\ny = 1\n", 6) is None
     assert cache.speculated("v", "x = os.\ny = 1\n", 7) is None
+    cache.remember_speculated("u", "x = os(\ny = 1\n", 7, ITEMS[:1])  # a second guess
+    assert cache.speculated("u", "x = os.\ny = 1\n", 7) == ITEMS
+    assert cache.speculated("u", "x = os(\ny = 1\n", 7) == ITEMS[:1]
+    cache.remember_speculated("u", "x = os[\ny = 1\n", 7, ITEMS)  # the oldest goes
+    assert cache.speculated("u", "x = os.\ny = 1\n", 7) is None
 
 
 def test_ghost_text_shrinks_as_it_is_typed() -> None:
