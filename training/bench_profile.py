@@ -34,12 +34,16 @@ STAGES = [
 ]
 
 
+QUICK_MS = 8.0  # a request this fast ran no model call worth the name
+
+
 class StageTimer:
     """Inclusive wall time and call count per label."""
 
     def __init__(self) -> None:
         self.ms: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
+        self.each: dict[str, list[float]] = defaultdict(list)  # every call's ms, per label
         self.paused = False  # untimed work (the prefetch before a request) runs while set
 
     def wrap(self, label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -52,8 +56,10 @@ class StageTimer:
             try:
                 return fn(*args, **kwargs)
             finally:
-                self.ms[label] += (time.perf_counter() - t0) * 1000
+                ms = (time.perf_counter() - t0) * 1000
+                self.ms[label] += ms
                 self.calls[label] += 1
+                self.each[label].append(ms)
 
         return timed
 
@@ -162,7 +168,12 @@ def profile(
 def _stage_table(kind: str, timer: StageTimer, n: int) -> str:
     """Per-request milliseconds and share of the total per stage (inclusive; nested stages)."""
     total = timer.ms["total"] or 1.0
-    lines = [f"{kind}: {n} requests, {timer.ms['total'] / n:.1f} ms mean (wall, in-process)"]
+    each = sorted(timer.each["total"])
+    quick = sum(ms < QUICK_MS for ms in each)
+    lines = [
+        f"{kind}: {n} requests, {timer.ms['total'] / n:.1f} ms mean, "
+        f"p50 {each[len(each) // 2]:.1f} ms, {quick} under {QUICK_MS:.0f} ms (wall, in-process)"
+    ]
     lines.append(f"  {'stage':<28}{'ms/request':>11}{'calls/request':>15}{'share':>8}")
     derived = dict(timer.ms)
     search = derived.get("beam search", 0.0) + derived.get("greedy line", 0.0)

@@ -54,6 +54,20 @@ def test_server_options_carry_the_model_and_the_mid_token_mode(tmp_path: Path) -
         parse(["--mid-token", "exact"])
 
 
+def test_profile_times_the_stages_after_a_prefetch(tiny_model_dir: Path, tmp_path: Path) -> None:
+    stem = tmp_path / "prof"
+    argv = ["--model", str(tiny_model_dir), "--corpus", str(tmp_path / "no-corpus")]
+    assert bench.main([*argv, "--files", "1", "--profile", "12", "--out", str(stem)]) == 0
+    text = stem.with_suffix(".profile.txt").read_text()
+    assert "warm at the text before the last keystroke" in text
+    assert "requests, " in text and "under 8 ms" in text
+    assert (
+        bench.main([*argv, "--files", "1", "--profile", "4", "--no-prefetch", "--out", str(stem)])
+        == 0
+    )
+    assert "not warmed" in stem.with_suffix(".profile.txt").read_text()
+
+
 def test_bench_writes_all_outputs(tiny_model_dir: Path, tmp_path: Path) -> None:
     stem = tmp_path / "out" / "benchmarks"
     argv = ["--model", str(tiny_model_dir), "--corpus", str(tmp_path / "no-corpus")]
