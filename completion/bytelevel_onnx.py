@@ -219,8 +219,10 @@ class OnnxScorer:
     def _run_tails(
         self, rows: dict[Ids, np.ndarray], kv: dict[Ids, np.ndarray], chunk: list[Ids], start: Ids
     ) -> np.ndarray:
-        """Run the tails after `start` (right-padded), store their new rows, and return the
-        KV after the longest."""
+        """Run the tails after `start`, store their new rows, and return the KV after the
+        last token run (that of the tail itself when there is one tail)."""
+        if len(chunk) > 1 and getattr(self.lm, "tree_inputs", False):
+            return self._run_tree(rows, kv, chunk, start)
         ids = np.zeros((len(chunk), max(len(t) for t in chunk) - len(start)), np.int64)
         for b, tail in enumerate(chunk):
             ids[b, : len(tail) - len(start)] = tail[len(start) :]
@@ -229,6 +231,42 @@ class OnnxScorer:
             for k in range(len(start) + 1, len(tail) + 1):
                 if tail[:k] not in rows:  # most prefixes of a tail are known already
                     rows[tail[:k]] = log_softmax(logits[b, k - len(start) - 1])
+        return present
+
+    def _run_tree(
+        self, rows: dict[Ids, np.ndarray], kv: dict[Ids, np.ndarray], chunk: list[Ids], start: Ids
+    ) -> np.ndarray:
+        """The tails as branches of one batch-1 call: every new token sees the cache of
+        `start` and the tokens before it on its own tail (a tree mask with explicit
+        positions), so the cache is shared instead of copied per tail."""
+        past = kv[start]
+        P = past.shape[4]
+        tokens: list[int] = []
+        depth: list[int] = []
+        where: list[list[int]] = []  # per tail: the flat index of each of its new tokens
+        for tail in chunk:
+            mine = []
+            for k, token in enumerate(tail[len(start) :]):
+                mine.append(len(tokens))
+                tokens.append(token)
+                depth.append(k)
+            where.append(mine)
+        n = len(tokens)
+        mask = np.zeros((1, n, P + n), bool)
+        mask[0, :, :P] = True
+        for mine in where:
+            for k, i in enumerate(mine):
+                mask[0, i, [P + j for j in mine[: k + 1]]] = True
+        pos = (P + np.asarray(depth, np.int64))[None]
+        if P + max(depth) + 1 > self.lm.block_size:
+            raise EngineError("byte-level prompt does not fit the model's context")
+        self.calls += 1
+        logits, present = self.lm.run(np.asarray([tokens], np.int64), past, mask, pos)
+        for tail, mine in zip(chunk, where, strict=True):
+            for k, i in enumerate(mine):
+                key = tail[: len(start) + k + 1]
+                if key not in rows:
+                    rows[key] = log_softmax(logits[0, i])
         return present
 
     def rows(self, prefix: Ids, tails: Sequence[Ids]) -> dict[Ids, np.ndarray]:

@@ -322,8 +322,15 @@ class FakeSession:
         ids, past = feeds["input_ids"], feeds["past"]  # (B, T), (1, 2, B, 1, P, 1)
         full = np.concatenate([past[0, 0, :, 0, :, 0].astype(np.int64), ids], axis=1)
         P = past.shape[4]
+        mask = feeds.get("attn_mask")  # (B, T, P+T): what each new token sees, in cache order
         logits = np.stack(
-            [[self.lm.next_logprobs(row[: P + k + 1]) for k in range(ids.shape[1])] for row in full]
+            [
+                [
+                    self.lm.next_logprobs(row[: P + k + 1] if mask is None else row[mask[b, k]])
+                    for k in range(ids.shape[1])
+                ]
+                for b, row in enumerate(full)
+            ]
         )
         new = np.zeros((1, 2, *ids.shape[:1], 1, ids.shape[1], 1), np.float32)
         new[0, :, :, 0, :, 0] = ids
@@ -355,9 +362,16 @@ class FakeDecoder:
         return np.zeros((1, 2, batch, 1, 0, 1), np.float32)
 
     def run(
-        self, ids: np.ndarray, past: np.ndarray, last: int | None = None
+        self,
+        ids: np.ndarray,
+        past: np.ndarray,
+        mask: np.ndarray | None = None,
+        pos: np.ndarray | None = None,
+        last: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         feed = {"input_ids": np.ascontiguousarray(ids, np.int64), "past": past}
+        if mask is not None:
+            feed["attn_mask"] = mask
         logits, present = self.session.run(None, feed)
         return logits[:, -(last or ids.shape[1]) :], present
 
@@ -396,6 +410,22 @@ def test_onnx_scorer_reuses_kept_keys_and_values(real_tok: Tokenizer) -> None:
     # the second prompt ran from the first one's keys/values: only its 2 new tokens; the
     # beams from their shared start: (3,), then 2 + 2 + 1 padded to 3 x 2; then 2 x 3
     assert ran == [2, 1, 6, 6]
+
+
+def test_onnx_scorer_runs_tails_as_a_tree_on_one_shared_cache(real_tok: Tokenizer) -> None:
+    lm = FakeDecoder(real_tok)
+    lm.tree_inputs = True  # type: ignore[attr-defined]
+    fast, slow = OnnxScorer(lm), StatelessScorer(lm.hash_lm)
+    batches: list[int] = []
+    run = lm.run
+    lm.run = lambda ids, past, *a, **k: batches.append(past.shape[2]) or run(ids, past, *a, **k)  # type: ignore[method-assign]
+    prefix = (lm.eot_token, 50, 60, 70)
+    tails = [(3, 4, 5), (3, 4, 6), (3, 7), (8,), (9, 10, 11, 12)]
+    got, want = fast.rows(prefix, tails), slow.rows(prefix, tails)
+    assert set(want) <= set(got)
+    for key in want:
+        assert np.allclose(got[key], want[key], atol=1e-5), key
+    assert set(batches) == {1}  # the prefix's cache is never copied per tail
 
 
 def test_decoder_entry_point(real_tok: Tokenizer) -> None:
