@@ -150,6 +150,12 @@ class _OnnxStream:
         self.row, self.room = log_softmax(logits[0, -1]), self.room - 1
 
 
+def _row(logits: np.ndarray) -> np.ndarray:
+    """A kept row of next-token log-probs: float32, which is what the model computes in, at
+    half the memory of the float64 that `log_softmax` returns (rows are kept by hundreds)."""
+    return log_softmax(logits).astype(np.float32)
+
+
 def _shared_start(tails: Sequence[Ids]) -> Ids:
     """The longest common start of `tails`, leaving each at least one token of its own."""
     n = min(len(t) for t in tails) - 1
@@ -205,7 +211,7 @@ class OnnxScorer:
                 n = min(k, len(prefix) - 1)
                 past = np.ascontiguousarray(kv[()][:, :, :, :, :n])
         logits, past = self._run(np.asarray([prefix[n:]]), past, last=1)
-        entry = self._cache[prefix] = ({(): log_softmax(logits[0, -1])}, {(): past})
+        entry = self._cache[prefix] = ({(): _row(logits[0, -1])}, {(): past})
         while len(self._cache) > self.cached:
             self._cache.popitem(last=False)
         return entry
@@ -230,7 +236,7 @@ class OnnxScorer:
         for b, tail in enumerate(chunk):
             for k in range(len(start) + 1, len(tail) + 1):
                 if tail[:k] not in rows:  # most prefixes of a tail are known already
-                    rows[tail[:k]] = log_softmax(logits[b, k - len(start) - 1])
+                    rows[tail[:k]] = _row(logits[b, k - len(start) - 1])
         return present
 
     def _run_tree(
@@ -266,7 +272,7 @@ class OnnxScorer:
             for k, i in enumerate(mine):
                 key = tail[: len(start) + k + 1]
                 if key not in rows:
-                    rows[key] = log_softmax(logits[0, i])
+                    rows[key] = _row(logits[0, i])
         return present
 
     def rows(self, prefix: Ids, tails: Sequence[Ids]) -> dict[Ids, np.ndarray]:
