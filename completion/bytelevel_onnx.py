@@ -175,8 +175,8 @@ class OnnxScorer:
         self,
         lm: OnnxDecoder,
         max_batch: int = 16,
-        cached_prefixes: int = 4,
-        max_rows: int = 256,
+        cached_prefixes: int = 2,
+        max_rows: int = 128,
         shared_starts: int = 2,
     ) -> None:
         self.lm, self.max_batch, self.cached = lm, max_batch, cached_prefixes

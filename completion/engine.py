@@ -218,7 +218,7 @@ class Engine:
         # fresh one, 313 against 304 of 410 requests one character later).
         # When the decoder expects the name to end, the file's own habit after the name is
         # the second guess; the list here comes last then.
-        key = self._next_keystroke(ctx, model, cancel)
+        key = self._next_keystroke(doc, pos, ctx, model, cancel)
         for guess in (key, file_follower(ctx.prefix, key) if key else ""):
             if guess:
                 self._speculate(doc, ctx, guess, model, cancel)
@@ -227,17 +227,30 @@ class Engine:
         return ran
 
     def _next_keystroke(
-        self, ctx: Context, model: tuple[OnnxDecoder, decoding.Vocab], cancel: CancelToken | None
+        self,
+        doc: Document,
+        pos: Position,
+        ctx: Context,
+        model: tuple[OnnxDecoder, decoding.Vocab],
+        cancel: CancelToken | None,
     ) -> str:
         """The character the decoder expects next when it ends the name being typed; "" when
         it expects the name to go on, or no name to start after it (indentation that is
-        not yet a whole number of levels), or nothing."""
+        not yet a whole number of levels), or nothing.
+
+        Where ghost text is offered, the guess is the ghost text's first character, and the
+        ghost text is kept: typing its beginning then shows the rest without a model call.
+        """
         lm, vocab = model
-        if self._byte_decoder("complete") is not None:
+        if self.settings.inline and not _inside_word(ctx.line_suffix):
+            ahead = self.inline(doc, pos, cancel).text
+        elif self._byte_decoder("complete") is not None:
             return ""  # byte-level lists keep caches of their own
-        prompt = decoding.fim_prompt(lm, decoding.heal(lm, ctx.prefix, self._mode()), ctx.suffix)
-        cache = self._caches.get("inline")
-        ahead, _ = decoding.greedy_line(lm, vocab, prompt, SPECULATE_TOKENS, cancel, cache)
+        else:
+            prompt = decoding.heal(lm, ctx.prefix, self._mode())
+            prompt = decoding.fim_prompt(lm, prompt, ctx.suffix)
+            cache = self._caches.get("inline")
+            ahead, _ = decoding.greedy_line(lm, vocab, prompt, SPECULATE_TOKENS, cancel, cache)
         key = ahead[:1]
         if not key or key.isalnum() or key == "_":
             return ""

@@ -320,7 +320,7 @@ def test_prepare_makes_the_list_after_the_keystroke_the_decoder_expects(
         if ctx.in_string_or_comment:
             continue
         warmed.prepare(doc, pos)
-        key = warmed._next_keystroke(ctx, (warmed._lm, warmed._vocab), None)
+        key = warmed._next_keystroke(doc, pos, ctx, (warmed._lm, warmed._vocab), None)
         if not key:
             continue
         typed, at = at_end(SOURCE[: m.end()] + key)
