@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 FILE_SCORED = 12  # the file's most frequent names scored by the model at each request
 CODEFILL_TOP = 20  # CodeFill names taken into the mixture
 SPECULATE_TOKENS = 2  # tokens decoded to guess the next keystroke while the user pauses
+TYPED_POOL = 100  # names kept per list for filtering as the user types on (more than shown)
 INDENT_UNIT = 4  # spaces per indentation level (PEP 8) when guessing where a name starts
 RERANK = {
     "attribute": {"function": 1.625, "class": 1.250, "file": 1.125},
@@ -146,14 +147,17 @@ class Engine:
             return CompletionResult()
         span = Span(ctx.partial_start, ctx.position)
         head = doc.text[: ctx.offset - len(ctx.partial)]
+        # Lists are kept longer than they are shown (TYPED_POOL names), so that the first
+        # characters typed into a name still find it in the kept list.
+        shown = self.settings.max_items
         reused = self._typed.list_for(doc.uri, head, ctx.partial)
         if reused is None and (reused := self._typed.speculated(doc.uri, doc.text, ctx.offset)):
             self._typed.remember_list(doc.uri, head, ctx.partial, reused)
         if reused is not None:
-            return CompletionResult(reused, span, (time.perf_counter() - t0) * 1000)
+            return CompletionResult(reused[:shown], span, (time.perf_counter() - t0) * 1000)
         items = self._fresh_list(ctx, head, model, cancel)
         self._typed.remember_list(doc.uri, head, ctx.partial, items)
-        return CompletionResult(items, span, (time.perf_counter() - t0) * 1000)
+        return CompletionResult(items[:shown], span, (time.perf_counter() - t0) * 1000)
 
     def _fresh_list(
         self,
@@ -162,7 +166,8 @@ class Engine:
         model: tuple[OnnxDecoder, decoding.Vocab],
         cancel: CancelToken | None,
     ) -> list[CompletionCandidate]:
-        """The ranked list at a cursor from both models (no reuse of earlier lists)."""
+        """The ranked list at a cursor from both models (no reuse of earlier lists), up to
+        TYPED_POOL names, or more when the settings show more."""
         lm, vocab = model
         # CodeFill runs on its own thread meanwhile: its lexing and model calls overlap the
         # decoder's beam on the other core.
@@ -180,7 +185,7 @@ class Engine:
         return rank(
             found,
             ctx,
-            self.settings.max_items,
+            max(self.settings.max_items, TYPED_POOL),
             self.settings.file_weight,
             named,
             self.settings.codefill_weight,
