@@ -47,9 +47,10 @@ TRIGGER_CHARACTERS = [".", "(", "[", "{"]
 PYTHON_SUFFIXES = (".py", ".pyi")
 CLIENT_REPLY_TIMEOUT_S = 10.0  # a client that never answers must not stall model loading
 STATUS = "fillpoint/status"  # notification: model loading, ready or failed (for status bars)
-# Quiet time after an edit before the models run the text before the cursor (the prefetch
-# option): a burst of keystrokes or a paste warms the caches once, at its end.
-PREFETCH_DELAY_S = 0.01
+# Quiet time after an edit before the prefetch starts (the prefetch option): the edits that
+# arrive together are applied first. Short: the next edit or request stops a prefetch after
+# its current model call, and what it ran stays in the caches.
+PREFETCH_DELAY_S = 0.002
 
 Kind = Literal["complete", "inline"]
 

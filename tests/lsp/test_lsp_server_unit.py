@@ -123,6 +123,9 @@ async def test_debounce_skips_superseded_requests(server: FillpointServer) -> No
     assert server.engine.calls == 1
 
 
+SETTLE_S = max(0.05, 10 * PREFETCH_DELAY_S)  # long enough for a prefetch to have started
+
+
 async def _prefetched(server: FillpointServer, count: int) -> None:
     """Wait until the fake engine has been asked to prefetch `count` times."""
     while len(server.engine.prepared) < count:
@@ -135,7 +138,7 @@ async def test_an_edit_prefetches_at_the_cursor_once_the_user_pauses(
     server.schedule_prefetch(URI, Position(2, 3))
     server.schedule_prefetch(URI, Position(2, 2))  # the next keystroke replaces the pending one
     await bounded(_prefetched(server, 1))
-    await asyncio.sleep(PREFETCH_DELAY_S * 3)
+    await asyncio.sleep(SETTLE_S)
     assert [pos for _, pos in server.engine.prepared] == [Position(2, 2)]
     assert server.engine.prepared[0][0] == TEXT and server.engine.calls == 0
 
@@ -143,7 +146,7 @@ async def test_an_edit_prefetches_at_the_cursor_once_the_user_pauses(
 async def test_a_request_goes_before_a_pending_prefetch(server: FillpointServer) -> None:
     server.schedule_prefetch(URI, Position(2, 3))
     assert await bounded(server.run_engine("complete", URI, lsp.Position(2, 3))) is not None
-    await asyncio.sleep(PREFETCH_DELAY_S * 3)
+    await asyncio.sleep(SETTLE_S)
     assert server.engine.prepared == []
 
 
@@ -159,14 +162,14 @@ async def test_a_failing_prefetch_costs_nothing(server: FillpointServer) -> None
     for line in (4, 5):  # BOOM (a bug), ENGINE_ERROR
         server.schedule_prefetch(URI, Position(line, 3))
         await bounded(_prefetched(server, line - 3))
-    await asyncio.sleep(PREFETCH_DELAY_S)
+    await asyncio.sleep(SETTLE_S)
     assert await bounded(server.run_engine("complete", URI, lsp.Position(2, 3))) is not None
 
 
 async def test_no_prefetch_when_the_option_is_off(server: FillpointServer) -> None:
     server.options = parse_options({"prefetch": False})[0]
     server.schedule_prefetch(URI, Position(2, 3))
-    await asyncio.sleep(PREFETCH_DELAY_S * 3)
+    await asyncio.sleep(SETTLE_S)
     assert server.engine.prepared == []
 
 
