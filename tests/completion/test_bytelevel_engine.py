@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from doc_helpers import at_end, typed
 
 from fillpoint.completion.bytelevel_onnx import ByteLevelDecoder
 from fillpoint.completion.documents import Document
@@ -56,17 +57,6 @@ def calls(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, st
 
         monkeypatch.setattr(decoder, name, spy)
     return seen
-
-
-def at_end(text: str) -> tuple[Document, Position]:
-    """A document and the position after its last character."""
-    lines = text.split("\n")
-    return Document("file:///t.py", text), Position(len(lines) - 1, len(lines[-1]))
-
-
-def typed(doc: Document, span: Span) -> str:
-    """The document text a span covers."""
-    return doc.text[doc.offset_at(span.start) : doc.offset_at(span.end)]
 
 
 @pytest.mark.parametrize(

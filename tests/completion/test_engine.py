@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from doc_helpers import at_end, typed
 
 from fillpoint.completion.context import build_context
 from fillpoint.completion.decoding import Candidate
@@ -49,17 +50,6 @@ def engine(tiny_model_dir: Path) -> Engine:
     eng.load()
     assert eng.error is None, eng.error
     return eng
-
-
-def at_end(text: str) -> tuple[Document, Position]:
-    """A document and the position after its last character."""
-    lines = text.split("\n")
-    return Document("file:///t.py", text), Position(len(lines) - 1, len(lines[-1]))
-
-
-def typed(doc: Document, span: object) -> str:
-    """The document text a span covers."""
-    return doc.text[doc.offset_at(span.start) : doc.offset_at(span.end)]
 
 
 def test_loads_and_reports_the_model(engine: Engine) -> None:

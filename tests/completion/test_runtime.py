@@ -78,9 +78,7 @@ def test_pieces_spell_the_text_byte_for_byte(lm: OnnxDecoder, text: str) -> None
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(CODE | st.just("\n"), min_size=20, max_size=80).map("\n".join), st.integers(4, 64))
-def test_a_long_text_encodes_as_its_head_and_tail_do(
-    lm: OnnxDecoder, text: str, grid: int
-) -> None:
+def test_a_long_text_encodes_as_its_head_and_tail_do(lm: OnnxDecoder, text: str, grid: int) -> None:
     cut = split_point(text, grid)
     if cut is not None:
         assert 0 < cut < len(text)
