@@ -214,7 +214,7 @@ class ValidityIndex:
         """For a squeezed base: each token's junction number (-1: no shape, or t is crossed
         and never last) and each junction's pre-token starts up to len(key); the last start
         is where t's pre-token starts (len(key) for a split, earlier for a glue)."""
-        table, junctions = np.full(len(self.shapes) + 1, -1), {}  # the last slot: no shape
+        table, junctions = np.full(len(self.shapes) + 1, -1, np.int32), {}  # last slot: no shape
         for k, probe in enumerate(self.shapes):
             starts = self.tok.pretoken_starts(key + probe)
             if not any(len(key) < p < len(key) + len(probe) for p in starts):
