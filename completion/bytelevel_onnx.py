@@ -187,12 +187,18 @@ class OnnxScorer:
         self.calls = 0  # model calls made, for latency accounting
 
     def _run(
-        self, ids: np.ndarray, past: np.ndarray, last: int | None = None
+        self,
+        ids: np.ndarray,
+        past: np.ndarray,
+        last: int | None = None,
+        mask: np.ndarray | None = None,
+        pos: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        if past.shape[4] + ids.shape[1] > self.lm.block_size:
+        furthest = past.shape[4] + ids.shape[1] if pos is None else int(pos.max()) + 1
+        if furthest > self.lm.block_size:
             raise EngineError("byte-level prompt does not fit the model's context")
         self.calls += 1
-        return self.lm.run(ids, past, last=last)
+        return self.lm.run(ids, past, mask, pos, last=last)
 
     def _entry(self, prefix: Ids) -> tuple[dict[Ids, np.ndarray], dict[Ids, np.ndarray]]:
         """The rows and KV caches after `prefix`; a new prefix runs only the tokens after its
@@ -264,10 +270,7 @@ class OnnxScorer:
             for k, i in enumerate(mine):
                 mask[0, i, [P + j for j in mine[: k + 1]]] = True
         pos = (P + np.asarray(depth, np.int64))[None]
-        if P + max(depth) + 1 > self.lm.block_size:
-            raise EngineError("byte-level prompt does not fit the model's context")
-        self.calls += 1
-        logits, present = self.lm.run(np.asarray([tokens], np.int64), past, mask, pos)
+        logits, present = self._run(np.asarray([tokens], np.int64), past, mask=mask, pos=pos)
         for tail, mine in zip(chunk, where, strict=True):
             for k, i in enumerate(mine):
                 key = tail[: len(start) + k + 1]

@@ -76,6 +76,15 @@ def window(prefix: str, chars: int = WINDOW_CHARS, stride: int = CHAR_STRIDE) ->
         at += 1
 
 
+def _common_start(
+    names_a: np.ndarray, types_a: np.ndarray, names_b: np.ndarray, types_b: np.ndarray, limit: int
+) -> int:
+    """How many leading (name, type) pairs two (1, T) prompts share, at most `limit`."""
+    same = min(limit, names_a.shape[1], names_b.shape[1])
+    differ = (names_a[0, :same] != names_b[0, :same]) | (types_a[0, :same] != types_b[0, :same])
+    return int(np.argmax(differ)) if differ.any() else same
+
+
 def _rerank_table() -> dict[str, dict[str, float]]:
     # Imported when used: the engine may import this module.
     from .engine import RERANK
@@ -178,9 +187,7 @@ class CodeFillRuntime:
         if last is not None and np.array_equal(cached_n, names) and np.array_equal(cached_t, types):
             return last[0], last[1], cached_past
         n = names.shape[1]
-        same = min(n - 1, cached_n.shape[1])  # at least one name runs, for its logits
-        differ = (cached_n[0, :same] != names[0, :same]) | (cached_t[0, :same] != types[0, :same])
-        common = int(np.argmax(differ)) if differ.any() else same
+        common = _common_start(cached_n, cached_t, names, types, n - 1)  # the last one runs
         past = cached_past[:, :, :, :, :common] if common else self.empty_past()
         self.names_run += n - common
         name_logits, type_logits, present = self.run(
@@ -198,10 +205,8 @@ class CodeFillRuntime:
         names, types = self.encode(prefix)
         before = self.names_run
         with self._lock:
-            cached_n = self._cache[0]
-        same = min(names.shape[1], cached_n.shape[1])
-        differ = cached_n[0, :same] != names[0, :same]
-        done = int(np.argmax(differ)) if differ.any() else same
+            cached_n, cached_t = self._cache[:2]
+        done = _common_start(cached_n, cached_t, names, types, names.shape[1])
         for end in range(done + WARM_CHUNK, names.shape[1], WARM_CHUNK):
             self.prompt(names[:, :end], types[:, :end])
             if cancel is not None:

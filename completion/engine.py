@@ -194,7 +194,7 @@ class Engine:
     def prepare(self, doc: Document, pos: Position, cancel: CancelToken | None = None) -> int:
         """Run the text before `pos` through the models ahead of a request, so that a
         request after the next keystroke runs only what that keystroke added, and make the
-        completion list at `pos`, which typing on into the name filters.
+        ghost text and the completion lists that keystroke most likely asks for.
 
         The server calls this while the user pauses; it checks `cancel` between model calls.
         Returns the prompt tokens and names run (0: the caches were warm already).
@@ -218,11 +218,10 @@ class Engine:
             ran += codefill.warm(head, cancel)
         # Lists, the likelier first (the user may type before all are made): after the
         # keystroke the decoder expects next when that keystroke ends the name (`.`, `(`, a
-        # space), and the list here, which a keystroke into the name filters (TypedThrough;
-        # on held-out files that filtered list ranked the typed name first as often as a
-        # fresh one, 313 against 304 of 410 requests one character later).
-        # When the decoder expects the name to end, the file's own habit after the name is
-        # the second guess; the list here comes last then.
+        # space), then after the file's own habit after the name, then the list here, which
+        # a keystroke into the name filters (TypedThrough; on held-out files that filtered
+        # list ranked the typed name first as often as a fresh one, 313 against 304 of 410
+        # requests one character later).
         key = self._next_keystroke(doc, pos, ctx, model, cancel)
         for guess in (key, file_follower(ctx.prefix, key) if key else ""):
             if guess:
@@ -252,12 +251,10 @@ class Engine:
         elif self._byte_decoder("complete") is not None:
             return ""  # byte-level lists keep caches of their own
         else:
-            prompt = decoding.heal(lm, ctx.prefix, self._mode())
-            prompt = decoding.fim_prompt(lm, prompt, ctx.suffix)
-            cache = self._caches.get("inline")
+            prompt, cache = self._line_prompt(lm, ctx), self._caches.get("inline")
             ahead, _ = decoding.greedy_line(lm, vocab, prompt, SPECULATE_TOKENS, cancel, cache)
         key = ahead[:1]
-        if not key or key.isalnum() or key == "_":
+        if not key or _name_char(key):
             return ""
         if key.isspace() and (ctx.prefix[-1:].isspace() or not ctx.prefix):
             # inside indentation: a name starts after the space that completes a level
@@ -286,6 +283,10 @@ class Engine:
         head = typed.text[: after.offset - len(after.partial)]
         items = self._fresh_list(after, head, model, cancel)
         self._typed.remember_speculated(doc.uri, typed.text, after.offset, items)
+
+    def _line_prompt(self, lm: OnnxDecoder, ctx: Context) -> decoding.Prompt:
+        """The prompt of ghost text at a cursor: healed, with the code after it (FIM)."""
+        return decoding.fim_prompt(lm, decoding.heal(lm, ctx.prefix, self._mode()), ctx.suffix)
 
     def _codefill_names(
         self, head: str, ctx: Context, cancel: CancelToken | None = None
@@ -320,8 +321,7 @@ class Engine:
                 )
             mean_logp = -math.inf  # the byte-level search does not score the line
         else:
-            prompt = decoding.heal(lm, ctx.prefix, self._mode())
-            prompt = decoding.fim_prompt(lm, prompt, ctx.suffix)
+            prompt = self._line_prompt(lm, ctx)
             cache, n = self._caches.get("inline"), self.settings.max_inline_tokens
             recycler = self._recycler if self.settings.token_recycling else None
             if recycler is not None and recycler.lm is lm:
@@ -357,14 +357,19 @@ def file_follower(prefix: str, exclude: str) -> str:
         return ""
     seen = Counter(found.group(1) for found in re.finditer(pattern, text[: len(text) - 1]))
     for char, _ in seen.most_common():
-        if char != exclude and char != "\n" and not char.isalnum() and char != "_":
+        if char != exclude and char != "\n" and not _name_char(char):
             return char
     return ""
 
 
+def _name_char(char: str) -> bool:
+    """`char` can be part of an identifier ("" cannot)."""
+    return char.isalnum() or char == "_"
+
+
 def _inside_word(line_suffix: str) -> bool:
     """The cursor sits before identifier characters: ghost text would split a word."""
-    return bool(line_suffix) and (line_suffix[0].isalnum() or line_suffix[0] == "_")
+    return _name_char(line_suffix[:1])
 
 
 OBJECT = re.compile(r"([^\W\d]\w*)[ \t]*\.[ \t]*\w*\Z")  # `name.` (+ typed part) at the cursor
