@@ -286,6 +286,9 @@ class OnnxScorer:
             first = rows[()]
             rows.clear()
             rows[()] = first
+            # a kept start's own rows are gone with them: tails run from it would lack them
+            for start in [k for k in kv if k]:
+                del kv[start]
         todo = {t for t in tails if t not in rows}
         todo = sorted(t for t in todo if not any(o[: len(t)] == t and o != t for o in todo))
         for j in range(0, len(todo), self.max_batch):

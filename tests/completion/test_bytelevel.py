@@ -428,6 +428,18 @@ def test_onnx_scorer_runs_tails_as_a_tree_on_one_shared_cache(real_tok: Tokenize
     assert set(batches) == {1}  # the prefix's cache is never copied per tail
 
 
+def test_onnx_scorer_bounds_its_rows_without_losing_a_kept_starts_rows(
+    real_tok: Tokenizer,
+) -> None:
+    lm = FakeDecoder(real_tok)
+    fast, slow = OnnxScorer(lm, max_rows=3), StatelessScorer(lm.hash_lm)
+    prefix = (lm.eot_token, 50, 60, 70)
+    for tails in ([(3, 4, 5), (3, 4, 6)], [(3, 4, 7)], [(3, 8)]):  # (3, 4) is a kept start
+        got, want = fast.rows(prefix, tails), slow.rows(prefix, tails)
+        for key in want:
+            assert np.allclose(got[key], want[key], atol=1e-5), key
+
+
 def test_decoder_entry_point(real_tok: Tokenizer) -> None:
     lm = FakeDecoder(real_tok)
     dec = ByteLevelDecoder(lm, tol=0.0)  # type: ignore[arg-type]
