@@ -414,9 +414,9 @@ class FillpointServer(LanguageServer):
             await loop.run_in_executor(
                 self._inference, _run_checked, engine.prepare, doc, pos, token
             )
-        except (Cancelled, RuntimeError):  # superseded, or the executor shut down
+        except Cancelled:  # superseded by an edit or a request
             pass
-        except Exception:  # idle work must never cost the server
+        except Exception:  # idle work must never cost the server (nor a shut-down executor)
             log.debug("prefetch failed at %s", doc.uri, exc_info=True)
         finally:
             if self._prefetch_token is token:

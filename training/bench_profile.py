@@ -41,10 +41,18 @@ class StageTimer:
     """Inclusive wall time and call count per label."""
 
     def __init__(self) -> None:
-        self.ms: dict[str, float] = defaultdict(float)
-        self.calls: dict[str, int] = defaultdict(int)
         self.each: dict[str, list[float]] = defaultdict(list)  # every call's ms, per label
         self.paused = False  # untimed work (the prefetch before a request) runs while set
+
+    @property
+    def ms(self) -> dict[str, float]:
+        """Total milliseconds per label."""
+        return {label: sum(times) for label, times in self.each.items()}
+
+    @property
+    def calls(self) -> dict[str, int]:
+        """Calls per label."""
+        return {label: len(times) for label, times in self.each.items()}
 
     def wrap(self, label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         """`fn`, timed under `label`."""
@@ -56,10 +64,7 @@ class StageTimer:
             try:
                 return fn(*args, **kwargs)
             finally:
-                ms = (time.perf_counter() - t0) * 1000
-                self.ms[label] += ms
-                self.calls[label] += 1
-                self.each[label].append(ms)
+                self.each[label].append((time.perf_counter() - t0) * 1000)
 
         return timed
 
@@ -167,15 +172,15 @@ def profile(
 
 def _stage_table(kind: str, timer: StageTimer, n: int) -> str:
     """Per-request milliseconds and share of the total per stage (inclusive; nested stages)."""
-    total = timer.ms["total"] or 1.0
+    derived = timer.ms
+    total = derived["total"] or 1.0
     each = sorted(timer.each["total"])
     quick = sum(ms < QUICK_MS for ms in each)
     lines = [
-        f"{kind}: {n} requests, {timer.ms['total'] / n:.1f} ms mean, "
+        f"{kind}: {n} requests, {derived['total'] / n:.1f} ms mean, "
         f"p50 {each[len(each) // 2]:.1f} ms, {quick} under {QUICK_MS:.0f} ms (wall, in-process)"
     ]
     lines.append(f"  {'stage':<28}{'ms/request':>11}{'calls/request':>15}{'share':>8}")
-    derived = dict(timer.ms)
     search = derived.get("beam search", 0.0) + derived.get("greedy line", 0.0)
     inner = derived.get("step (onnx + log-softmax)", 0.0) + derived.get("healing masks", 0.0)
     derived["search bookkeeping (derived)"] = max(0.0, search - inner)
@@ -183,8 +188,9 @@ def _stage_table(kind: str, timer: StageTimer, n: int) -> str:
     derived["log-softmax etc. (derived)"] = max(
         0.0, derived.get("step (onnx + log-softmax)", 0.0) - onnx
     )
+    counts = timer.calls
     for label, ms in sorted(derived.items(), key=lambda kv: -kv[1]):
-        calls = timer.calls.get(label)
+        calls = counts.get(label)
         per_call = f"{calls / n:.1f}" if calls else ""
         lines.append(f"  {label:<28}{ms / n:>11.2f}{per_call:>15}{100 * ms / total:>7.0f}%")
     return "\n".join(lines) + "\n"
