@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 # probability multiplied by a weight that depends on its role and where it was declared.
 FILE_SCORED = 12  # the file's most frequent names scored by the model at each request
 CODEFILL_TOP = 20  # CodeFill names taken into the mixture
-SPECULATE_TOKENS = 2  # tokens decoded to guess the next keystroke while the user pauses
+SPECULATE_TOKENS = 3  # tokens decoded to guess the next keystroke while the user pauses
 TYPED_POOL = 100  # names kept per list for filtering as the user types on (more than shown)
 INDENT_UNIT = 4  # spaces per indentation level (PEP 8) when guessing where a name starts
 RERANK = {
@@ -222,8 +222,10 @@ class Engine:
         # a keystroke into the name filters (TypedThrough; on held-out files that filtered
         # list ranked the typed name first as often as a fresh one, 313 against 304 of 410
         # requests one character later).
-        key = self._next_keystroke(doc, pos, ctx, model, cancel)
-        for guess in (key, file_follower(ctx.prefix, key) if key else ""):
+        key, goes_on = self._next_keystroke(doc, pos, ctx, model, cancel)
+        if goes_on and not self._typed.has_list(doc.uri, head, ctx.partial):
+            self.complete(doc, pos, cancel)  # the likeliest keystroke goes into the name
+        for guess in dict.fromkeys((key, file_follower(ctx.prefix, key))):
             if guess:
                 self._speculate(doc, ctx, guess, model, cancel)
         if not self._typed.has_list(doc.uri, head, ctx.partial):
@@ -237,31 +239,35 @@ class Engine:
         ctx: Context,
         model: tuple[OnnxDecoder, decoding.Vocab],
         cancel: CancelToken | None,
-    ) -> str:
-        """The character the decoder expects next when it ends the name being typed; "" when
-        it expects the name to go on, or no name to start after it (indentation that is
-        not yet a whole number of levels), or nothing.
+    ) -> tuple[str, bool]:
+        """The character the decoder expects to end the name at the cursor ("" when none,
+        or no name to start after it: indentation that is not yet a whole number of
+        levels), and whether it expects the name to go on first.
 
-        Where ghost text is offered, the guess is the ghost text's first character, and the
-        ghost text is kept: typing its beginning then shows the rest without a model call.
+        When it expects the name to go on, the guess is the character its continuation
+        ends with: if the user ends the name here instead, that is the likeliest keystroke
+        (`def heapify` + `(`). Where ghost text is offered, it is what the guess is read
+        from, and it is kept: typing its beginning then shows the rest without a model call.
         """
         lm, vocab = model
         if self.settings.inline and not _inside_word(ctx.line_suffix):
             ahead = self.inline(doc, pos, cancel).text
         elif self._byte_decoder("complete") is not None:
-            return ""  # byte-level lists keep caches of their own
+            return "", False  # byte-level lists keep caches of their own
         else:
             prompt, cache = self._line_prompt(lm, ctx), self._caches.get("inline")
             ahead, _ = decoding.greedy_line(lm, vocab, prompt, SPECULATE_TOKENS, cancel, cache)
-        key = ahead[:1]
-        if not key or _name_char(key):
-            return ""
+        run = NAME_RUN.match(ahead).end()  # the name characters it continues with
+        goes_on = run > 0
+        if goes_on and not _name_char(ctx.prefix[-1:]):
+            return "", True  # a name starts here: the list at the cursor is the guess
+        key = ahead[run : run + 1]
         if key.isspace() and (ctx.prefix[-1:].isspace() or not ctx.prefix):
             # inside indentation: a name starts after the space that completes a level
             indent = ctx.line_prefix
             if key != " " or indent.strip(" ") or (len(indent) + 1) % INDENT_UNIT:
-                return ""
-        return key
+                return "", goes_on
+        return key, goes_on
 
     def _speculate(
         self,
@@ -372,6 +378,7 @@ def _inside_word(line_suffix: str) -> bool:
     return _name_char(line_suffix[:1])
 
 
+NAME_RUN = re.compile(r"\w*")
 OBJECT = re.compile(r"([^\W\d]\w*)[ \t]*\.[ \t]*\w*\Z")  # `name.` (+ typed part) at the cursor
 
 

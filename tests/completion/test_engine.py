@@ -256,6 +256,13 @@ def test_rank_marks_keywords_and_respects_max_items() -> None:
     assert all(i.kind == "identifier" for i in items[1:])
 
 
+def assert_same_list(got: list, fresh: list) -> None:
+    """The same names in the same order with the same probabilities, up to float rounding
+    (a prompt run in pieces on a cache sums in another order than one run whole)."""
+    assert [c.text for c in got] == [c.text for c in fresh]
+    assert [c.probability for c in got] == pytest.approx([c.probability for c in fresh])
+
+
 def test_prepare_warms_the_caches_and_changes_no_answer(tiny_model_dir: Path) -> None:
     def fresh() -> Engine:
         eng = Engine(EngineSettings(model_path=str(tiny_model_dir), max_items=15))
@@ -266,11 +273,13 @@ def test_prepare_warms_the_caches_and_changes_no_answer(tiny_model_dir: Path) ->
     cut = SOURCE.index("append(item)") + 3  # "self.items.app|"
     before, after = at_end(SOURCE[: cut - 1]), at_end(SOURCE[:cut])
     assert warmed.prepare(*before) > 0
-    assert warmed.prepare(*before) == 0  # warm already
+    # warm already: at most the prompt's last token runs again (a list made ahead after a
+    # keystroke grew from this prompt's cache entry and took it over)
+    assert warmed.prepare(*before) <= 1
     calls: list[str] = []
     lm = warmed._lm
     step, run = lm.step, lm.run
-    lm.step = lambda *a: calls.append("step") or step(*a)
+    lm.step = lambda ids, past: calls.append(f"step {ids.shape[1]}") or step(ids, past)
     lm.run = lambda *a, **k: calls.append("run") or run(*a, **k)
 
     # the next keystroke into the name: the list made while warming, filtered, no model call
@@ -281,8 +290,9 @@ def test_prepare_warms_the_caches_and_changes_no_answer(tiny_model_dir: Path) ->
     assert sum(c.probability for c in got) == pytest.approx(1.0)
 
     warmed._typed = TypedThrough()  # without that list: the beam runs, the prompt does not
-    assert warmed.complete(*after).items == cold.complete(*after).items
-    assert "step" not in calls and "run" in calls  # the healed prompt is the one warmed
+    assert_same_list(warmed.complete(*after).items, cold.complete(*after).items)
+    # the healed prompt is the one warmed: at most its last token runs again
+    assert {c for c in calls if c.startswith("step")} <= {"step 1"} and "run" in calls
 
     in_comment = at_end(SOURCE + "# a note about ")
     assert warmed.prepare(*in_comment) == 0
@@ -310,14 +320,14 @@ def test_prepare_makes_the_list_after_the_keystroke_the_decoder_expects(
         if ctx.in_string_or_comment:
             continue
         warmed.prepare(doc, pos)
-        key = warmed._next_keystroke(doc, pos, ctx, (warmed._lm, warmed._vocab), None)
+        key, _ = warmed._next_keystroke(doc, pos, ctx, (warmed._lm, warmed._vocab), None)
         if not key:
             continue
         typed, at = at_end(SOURCE[: m.end()] + key)
         calls.clear()
         got = warmed.complete(typed, at)
         assert calls == []  # made ahead, while the user paused
-        assert got.items == cold.complete(typed, at).items
+        assert_same_list(got.items, cold.complete(typed, at).items)
         served += 1
     assert served >= 1  # the tiny model guesses a few
 
