@@ -118,23 +118,8 @@ class OnnxDecoder:
             self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
             self._short: dict[str, tuple[int, ...]] = {}
             self._head: tuple[str, list[int]] | None = None
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-            # Spinning worker threads burn a core between the short calls of a decode; on a
-            # two-core laptop that time is taken from the editor and the event loop.
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            self.session = ort.InferenceSession(
-                str(folder / "model.onnx"), opts, providers=["CPUExecutionProvider"]
-            )
-            # graphs exported before the explicit mask input decode causally only
-            names = {i.name for i in self.session.get_inputs()}
-            self._explicit = names >= {"attn_mask", "position_ids"}
-            self._windowed = "last_n" in names  # the head can skip all but the last tokens
-            self.tree_inputs = self._explicit  # decoders may run trees (tests switch it off)
-            self.n_layer, self.n_head = cfg["n_layer"], cfg["n_head"]
-            self.head_dim = cfg["n_embd"] // cfg["n_head"]
+            head_dim = cfg["n_embd"] // cfg["n_head"]
+            self._open(folder / "model.onnx", threads, cfg["n_layer"], cfg["n_head"], head_dim)
             self.block_size = cfg["block_size"]
         except (OSError, ValueError, KeyError, json.JSONDecodeError, Exception) as exc:
             # onnxruntime raises its own exception classes (InvalidProtobuf, Fail, ...) that
@@ -162,6 +147,35 @@ class OnnxDecoder:
             else:
                 self.token_bytes.append(bytes(dec[c] for c in piece))
         self.token_text = [b.decode("utf-8", errors="replace") for b in self.token_bytes]
+
+    @classmethod
+    def for_graph(
+        cls, path: Path, n_layer: int, n_head: int, head_dim: int, threads: int = 1
+    ) -> OnnxDecoder:
+        """The graph alone, without tokenizer or release folder: `run`, `step` and
+        `empty_past` work (the export checks a graph with it before the folder exists)."""
+        lm = cls.__new__(cls)
+        lm._open(Path(path), threads, n_layer, n_head, head_dim)
+        return lm
+
+    def _open(self, path: Path, threads: int, n_layer: int, n_head: int, head_dim: int) -> None:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        # Spinning worker threads burn a core between the short calls of a decode; on a
+        # two-core laptop that time is taken from the editor and the event loop.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.n_layer, self.n_head, self.head_dim = n_layer, n_head, head_dim
+        # graphs exported before the explicit mask input decode causally only
+        names = {i.name for i in self.session.get_inputs()}
+        self._explicit = names >= {"attn_mask", "position_ids"}
+        self._windowed = "last_n" in names  # the head can skip all but the last tokens
+        # one cache tensor per layer and kind (`past_key_0`, ...) or one stacked `past`
+        self._split = "past" not in names
+        self._logits_width = self.session.get_outputs()[0].shape[-1]
+        self.tree_inputs = self._explicit  # decoders may run trees (tests switch it off)
 
     def encode(self, text: str) -> list[int]:
         """Token ids of `text` (no special tokens added).
@@ -213,7 +227,7 @@ class OnnxDecoder:
         (a `last_n` input), which saves the output head's work on the others.
         """
         ids = np.ascontiguousarray(ids, dtype=np.int64)
-        feed = {"input_ids": ids, "past": past}
+        feed = {"input_ids": ids}
         if mask is not None and not self._explicit:
             raise EngineError("this model's graph has no attention-mask input")
         if self._explicit:
@@ -222,7 +236,32 @@ class OnnxDecoder:
             feed["attn_mask"], feed["position_ids"] = mask, pos
         if self._windowed:
             feed["last_n"] = np.asarray([last or ids.shape[1]], np.int64)
-        logits, present = self.session.run(None, feed)
+        if self._split:
+            return self._run_split(feed, past, last)
+        logits, present = self.session.run(None, {**feed, "past": past})
+        return logits, present
+
+    def _run_split(
+        self, feed: dict[str, np.ndarray], past: np.ndarray, last: int | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`run` on a graph with a cache tensor per layer: the inputs are views of `past`,
+        and the graph writes its outputs straight into the arrays returned."""
+        B, T = feed["input_ids"].shape
+        past = np.ascontiguousarray(past, dtype=np.float32)
+        rows = min(last, T) if last and self._windowed else T
+        logits = np.empty((B, rows, self._logits_width), np.float32)
+        present = np.empty((*past.shape[:4], past.shape[4] + T, past.shape[5]), np.float32)
+        io = self.session.io_binding()
+        for name, value in feed.items():
+            io.bind_cpu_input(name, np.ascontiguousarray(value))
+        outputs = {"logits": logits}
+        for i in range(self.n_layer):
+            for j, part in enumerate(("key", "value")):
+                io.bind_cpu_input(f"past_{part}_{i}", past[i, j])
+                outputs[f"present_{part}_{i}"] = present[i, j]
+        for name, out in outputs.items():
+            io.bind_output(name, "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
+        self.session.run_with_iobinding(io)
         return logits, present
 
     def step_all(self, ids: np.ndarray, past: np.ndarray) -> np.ndarray:

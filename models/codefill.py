@@ -74,7 +74,7 @@ class Decoder(nn.Module):
         x = self.ln_f(x)
         if last_only:  # a prompt needs one prediction: skip the head's largest matmul
             x = x[:, -1:]
-        return self.head(x), torch.stack(presents)
+        return self.head(x), torch.stack([torch.stack(kv) for kv in presents])
 
 
 class CodeFill(nn.Module):

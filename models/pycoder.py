@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar, Self
@@ -17,6 +18,8 @@ from typing import ClassVar, Self
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+KV = tuple[torch.Tensor, torch.Tensor] | torch.Tensor  # one layer's keys and values: kv[0], kv[1]
 
 
 class ConfigFile:
@@ -60,30 +63,37 @@ class SelfAttention(nn.Module):
         self.dropout = cfg.dropout
 
     def forward(
-        self, x: torch.Tensor, past: torch.Tensor | None = None, mask: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, x: torch.Tensor, past: KV | None = None, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, KV]:
         B, T, C = x.shape
+        D = C // self.n_head
         q, k, v = self.qkv(x).split(C, dim=2)
-        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, H, T, D)
-        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        if past is not None:  # past: (2, B, H, P, D)
+        q = q.view(B, T, self.n_head, D).transpose(1, 2)  # (B, H, T, D)
+        k = k.view(B, T, self.n_head, D).transpose(1, 2)
+        v = v.view(B, T, self.n_head, D).transpose(1, 2)
+        if past is not None:  # past: keys and values (B, H, P, D)
             k = torch.cat([past[0], k], dim=2)  # (B, H, P+T, D)
             v = torch.cat([past[1], v], dim=2)
             if mask is None:
-                P = past.shape[3]
+                P = past[0].shape[2]
                 # query i (absolute position P+i) sees keys 0..P+i
                 mask = torch.arange(k.shape[2], device=x.device)[None, :] <= (
                     P + torch.arange(T, device=x.device)[:, None]
                 )
             else:
                 mask = mask[:, None]  # (B, 1, T, P+T): the same for every head
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            # Written out rather than scaled_dot_product_attention, whose export scales the
+            # transposed keys: here the transpose feeds the matmul directly, which
+            # onnxruntime fuses into one product that reads the cache in place instead of
+            # copying all of it on every call.
+            att = (q * (1.0 / math.sqrt(D))) @ k.transpose(-2, -1)  # (B, H, T, P+T)
+            att = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+            y = att @ v
         else:
             drop = self.dropout if self.training else 0.0
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=drop)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
-        return self.proj(y), torch.stack([k, v])
+        return self.proj(y), (k, v)
 
 
 class Block(nn.Module):
@@ -99,8 +109,8 @@ class Block(nn.Module):
         )
 
     def forward(
-        self, x: torch.Tensor, past: torch.Tensor | None = None, mask: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, x: torch.Tensor, past: KV | None = None, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, KV]:
         a, present = self.attn(self.ln_1(x), past, mask)
         x = x + a
         return x + self.mlp(self.ln_2(x)), present
@@ -149,16 +159,29 @@ class PyCoder(nn.Module):
         the cache; without `position_ids` (B, T) the tokens follow the cache. Both only
         apply with a cache: training runs neither.
         """
-        B, T = ids.shape
+        start, pairs = (0, None) if past is None else (past.shape[4], list(past))
+        h, presents = self.layers(ids, pairs, attn_mask, position_ids, start)
+        return h, torch.stack([torch.stack(kv) for kv in presents])
+
+    def layers(
+        self,
+        ids: torch.Tensor,
+        past: Sequence[KV] | None,
+        attn_mask: torch.Tensor | None,
+        position_ids: torch.Tensor | None,
+        start: int = 0,
+    ) -> tuple[torch.Tensor, list[KV]]:
+        """`hidden` with the cache as one (keys, values) pair per layer, each (B, H, P, D),
+        and tokens after `start` when no positions are given."""
+        T = ids.shape[1]
         if position_ids is None:
-            start = 0 if past is None else past.shape[4]
             position_ids = torch.arange(start, start + T, device=ids.device)
         x = self.wte(ids) + self.wpe(position_ids)  # (B, T, C)
         presents = []
         for i, block in enumerate(self.blocks):
             x, present = block(x, None if past is None else past[i], attn_mask)
             presents.append(present)
-        return self.ln_f(x), torch.stack(presents)
+        return self.ln_f(x), presents
 
     def forward(
         self,
@@ -195,7 +218,8 @@ class PyCoder(nn.Module):
 
 
 class PyCoderStep(nn.Module):
-    """The exported graph: (ids, past, attn_mask, position_ids) -> (logits, present).
+    """One decoding call: (ids, past, attn_mask, position_ids) -> (logits, present), the
+    cache stacked as (L, 2, B, H, P, D) (the graph of releases before `PyCoderSplitStep`).
 
     One call per decoding step, or per draft tree; mask and positions are explicit so the
     caller decides what each new token sees (the causal defaults for plain decoding).
@@ -214,6 +238,27 @@ class PyCoderStep(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         h, present = self.model.hidden(ids, past, attn_mask, position_ids)
         return self.model.lm_head(h), present
+
+
+class PyCoderSplitStep(PyCoderStep):
+    """The exported graph, with one cache tensor per layer and kind: (ids, attn_mask,
+    position_ids, k_0, v_0, k_1, ...) -> (logits, k_0', v_0', ...), each (B, H, P, D).
+
+    The runtime hands views of its one cache array to the inputs and lets the outputs write
+    into views of the next one: the graph then copies the cache once per call (the append),
+    where one stacked cache input costs a split and a stack more.
+    """
+
+    def forward(  # type: ignore[override]
+        self,
+        ids: torch.Tensor,
+        attn_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        *past: torch.Tensor,
+    ) -> tuple[torch.Tensor, ...]:
+        pairs = [(past[2 * i], past[2 * i + 1]) for i in range(len(past) // 2)]
+        h, presents = self.model.layers(ids, pairs, attn_mask, position_ids)
+        return (self.model.lm_head(h), *(t for kv in presents for t in kv))
 
 
 def save_pretrained(model: PyCoder, folder: Path) -> None:

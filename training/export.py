@@ -13,40 +13,47 @@ import onnx
 import torch
 
 from fillpoint.completion.runtime import causal_inputs
-from fillpoint.models.pycoder import PyCoder, PyCoderStep, from_pretrained
+from fillpoint.models.pycoder import PyCoder, PyCoderSplitStep, PyCoderStep, from_pretrained
 
 OPSET = 17
 
 
+def cache_names(n_layer: int, kind: str) -> list[str]:
+    """Graph names of the per-layer cache tensors: `past` inputs or `present` outputs."""
+    return [f"{kind}_{part}_{i}" for i in range(n_layer) for part in ("key", "value")]
+
+
 def export_onnx(model: PyCoder, path: Path) -> None:
-    """Write the step graph (ids, past, attn_mask, position_ids) -> (logits, present).
+    """Write the step graph (ids, attn_mask, position_ids, past_key_0, past_value_0, ...)
+    -> (logits, present_key_0, present_value_0, ...), each cache tensor (B, H, P, D).
 
     Batch, new and cached lengths are dynamic; the mask and positions are inputs so that a
     caller can verify a tree of draft tokens in one call.
     """
     model = model.float().eval()
     model.untie()
-    step = PyCoderStep(model)
+    step = PyCoderSplitStep(model)
     cfg = model.config
     head = cfg.n_embd // cfg.n_head
     ids = torch.zeros((2, 3), dtype=torch.long)
-    past = torch.zeros((cfg.n_layer, 2, 2, cfg.n_head, 2, head))
+    past = [torch.zeros((2, cfg.n_head, 2, head)) for _ in range(2 * cfg.n_layer)]
     mask, pos = (torch.from_numpy(a) for a in causal_inputs(2, 2, 3))
+    pasts, presents = cache_names(cfg.n_layer, "past"), cache_names(cfg.n_layer, "present")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             step,
-            (ids, past, mask, pos),
+            (ids, mask, pos, *past),
             str(path),
-            input_names=["input_ids", "past", "attn_mask", "position_ids"],
-            output_names=["logits", "present"],
+            input_names=["input_ids", "attn_mask", "position_ids", *pasts],
+            output_names=["logits", *presents],
             dynamic_axes={
                 "input_ids": {0: "batch", 1: "seq"},
-                "past": {2: "batch", 4: "past_seq"},
                 "attn_mask": {0: "batch", 1: "seq", 2: "total_seq"},
                 "position_ids": {0: "batch", 1: "seq"},
                 "logits": {0: "batch", 1: "seq"},
-                "present": {2: "batch", 4: "total_seq"},
+                **{name: {0: "batch", 2: "past_seq"} for name in pasts},
+                **{name: {0: "batch", 2: "total_seq"} for name in presents},
             },
             opset_version=OPSET,
             dynamo=False,
@@ -207,20 +214,18 @@ def sha256(path: Path) -> str:
 
 def parity(model: PyCoder, onnx_path: Path, vocab: int, steps: int = 3) -> float:
     """Largest |logit difference| between torch and ONNX over a prompt and cached steps."""
-    import onnxruntime as ort
+    from fillpoint.completion.runtime import OnnxDecoder
 
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     cfg = model.config
+    lm = OnnxDecoder.for_graph(onnx_path, cfg.n_layer, cfg.n_head, cfg.n_embd // cfg.n_head)
     rng = np.random.default_rng(0)
     ids = rng.integers(0, vocab, size=(2, 7))
-    past = np.zeros((cfg.n_layer, 2, 2, cfg.n_head, 0, cfg.n_embd // cfg.n_head), np.float32)
+    past = lm.empty_past(2)
     seq = ids
     worst = 0.0
     step = PyCoderStep(model.float().eval())
     for _ in range(steps):
-        mask, pos = causal_inputs(2, past.shape[4], ids.shape[1])
-        feed = {"input_ids": ids.astype(np.int64), "past": past}
-        logits, past = sess.run(None, {**feed, "attn_mask": mask, "position_ids": pos})
+        logits, past = lm.run(ids, past)
         with torch.no_grad():
             ref, _ = step(torch.from_numpy(seq), None)
         worst = max(worst, float(np.abs(ref[:, -ids.shape[1] :].numpy() - logits).max()))
@@ -240,7 +245,8 @@ def release(checkpoint: Path, tokenizer: Path, out: Path, card: str, extra: dict
     quantize_int8(fp32, out / "model.onnx")
     onnx.save(add_logits_window(onnx.load(str(out / "model.onnx"))), str(out / "model.onnx"))
     fp32.unlink()
-    shutil.copy(tokenizer, out / "tokenizer.json")
+    if not (out / "tokenizer.json").exists() or not tokenizer.samefile(out / "tokenizer.json"):
+        shutil.copy(tokenizer, out / "tokenizer.json")  # (releasing again in place: it is)
     model.config.save(out / "config.json")
     manifest = {
         "name": extra.get("name", "fillpoint-pycoder"),

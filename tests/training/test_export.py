@@ -39,14 +39,83 @@ def test_fp32_graph_matches_torch(tiny_run_dir: Path, fp32_onnx: Path) -> None:
 def test_graph_signature_has_dynamic_batch_and_lengths(fp32_onnx: Path) -> None:
     graph = onnx.load(str(fp32_onnx)).graph
     sig = {v.name: dims(v) for v in [*graph.input, *graph.output]}
+    cache = {}
+    for i in range(2):  # layers
+        for part in ("key", "value"):
+            cache[f"past_{part}_{i}"] = ["batch", 2, "past_seq", 32]  # (B, H, P, D)
+            cache[f"present_{part}_{i}"] = ["batch", 2, "total_seq", 32]
     assert sig == {
         "input_ids": ["batch", "seq"],
-        "past": [2, 2, "batch", 2, "past_seq", 32],
         "attn_mask": ["batch", "seq", "total_seq"],
         "position_ids": ["batch", "seq"],
         "logits": ["batch", "seq", 512],
-        "present": [2, 2, "batch", 2, "total_seq", 32],
+        **cache,
     }
+
+
+def test_the_cache_is_appended_to_and_read_in_place(fp32_onnx: Path, tmp_path: Path) -> None:
+    """After onnxruntime's optimisations each layer's cache is copied once, by the append:
+    no split, stack or transpose of it (each of those cost as much as the append)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    opts.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(fp32_onnx), opts, providers=["CPUExecutionProvider"])
+    nodes = onnx.load(str(tmp_path / "optimized.onnx")).graph.node
+    for i in range(2):
+        for part in ("key", "value"):
+            assert [n.op_type for n in nodes if f"past_{part}_{i}" in n.input] == ["Concat"]
+            readers = [n.op_type for n in nodes if f"present_{part}_{i}" in n.input]
+            assert readers == ["FusedMatMul" if part == "key" else "MatMul"]
+
+
+def test_a_graph_with_one_stacked_cache_still_decodes_the_same(
+    tiny_run_dir: Path, fp32_onnx: Path, tmp_path: Path
+) -> None:
+    """Releases exported before the per-layer cache (one `past` input) load and decode as
+    before: the runtime feeds them the stacked cache."""
+    import warnings
+
+    import numpy as np
+    import torch
+
+    from fillpoint.completion.runtime import OnnxDecoder, causal_inputs
+    from fillpoint.models.pycoder import PyCoderStep
+
+    model = from_pretrained(tiny_run_dir / "checkpoint").float().eval()
+    model.untie()
+    stacked = tmp_path / "stacked.onnx"
+    past = torch.zeros((2, 2, 1, 2, 2, 32))
+    mask, pos = (torch.tensor(a) for a in causal_inputs(1, 2, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            PyCoderStep(model),
+            (torch.zeros((1, 3), dtype=torch.long), past, mask, pos),
+            str(stacked),
+            input_names=["input_ids", "past", "attn_mask", "position_ids"],
+            output_names=["logits", "present"],
+            dynamic_axes={
+                "input_ids": {1: "seq"},
+                "past": {4: "past_seq"},
+                "attn_mask": {1: "seq", 2: "total_seq"},
+                "position_ids": {1: "seq"},
+                "logits": {1: "seq"},
+                "present": {4: "total_seq"},
+            },
+            opset_version=17,
+            dynamo=False,
+        )
+    old, new = (OnnxDecoder.for_graph(p, 2, 2, 32) for p in (stacked, fp32_onnx))
+    ids = np.random.default_rng(0).integers(0, 512, size=(1, 9))
+    past_old, past_new = old.empty_past(), new.empty_past()
+    for chunk in (ids[:, :6], ids[:, 6:8], ids[:, 8:]):
+        a, past_old = old.run(chunk, past_old)
+        b, past_new = new.run(chunk, past_new)
+        np.testing.assert_allclose(a, b, atol=1e-4)
+        np.testing.assert_allclose(past_old, past_new, atol=1e-5)
+    assert past_new.shape == (2, 2, 1, 2, 9, 32)
 
 
 def test_int8_quantizes_every_linear_layer_and_the_head(
@@ -70,9 +139,8 @@ def test_the_logits_window_gives_the_last_rows_of_the_full_logits(
     fp32_onnx: Path, tmp_path: Path, quantized: bool
 ) -> None:
     import numpy as np
-    import onnxruntime as ort
 
-    from fillpoint.completion.runtime import causal_inputs
+    from fillpoint.completion.runtime import OnnxDecoder
     from fillpoint.training.export import add_logits_window
 
     src = fp32_onnx
@@ -81,19 +149,15 @@ def test_the_logits_window_gives_the_last_rows_of_the_full_logits(
         quantize_int8(fp32_onnx, src)
     windowed = tmp_path / "windowed.onnx"
     onnx.save(add_logits_window(onnx.load(str(src))), str(windowed))
-    full = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
-    cut = ort.InferenceSession(str(windowed), providers=["CPUExecutionProvider"])
+    full, cut = (OnnxDecoder.for_graph(p, 2, 2, 32) for p in (src, windowed))
     ids = np.random.default_rng(0).integers(0, 512, size=(2, 9))
-    mask, pos = causal_inputs(2, 0, 9)
-    feed = {"input_ids": ids, "past": np.zeros((2, 2, 2, 2, 0, 32), np.float32)}
-    feed |= {"attn_mask": mask, "position_ids": pos}
-    want = full.run(None, feed)
+    want, want_present = full.run(ids, full.empty_past(2))
     for n in (1, 4, 9, 50):
-        logits, present = cut.run(None, {**feed, "last_n": np.array([n])})
-        np.testing.assert_array_equal(logits, want[0][:, -min(n, 9) :])
-        np.testing.assert_array_equal(present, want[1])
+        logits, present = cut.run(ids, cut.empty_past(2), last=n)
+        np.testing.assert_array_equal(logits, want[:, -min(n, 9) :])
+        np.testing.assert_array_equal(present, want_present)
     with pytest.raises(ValueError, match="not the output of a head"):
-        add_logits_window(onnx.load(str(src)), ("present",))
+        add_logits_window(onnx.load(str(src)), ("present_key_0",))
 
 
 def test_release_folder_is_complete_and_checksummed(
