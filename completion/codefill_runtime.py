@@ -104,6 +104,7 @@ class CodeFillRuntime:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            opts.enable_cpu_mem_arena = False  # as the decoder's (runtime.OnnxDecoder)
             self.session = ort.InferenceSession(
                 str(folder / "model.onnx"), opts, providers=["CPUExecutionProvider"]
             )

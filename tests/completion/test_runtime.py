@@ -204,3 +204,13 @@ def test_a_release_without_a_manifest_still_loads(release: Path) -> None:
     (release / "manifest.json").unlink()
     lm = OnnxDecoder(release, threads=1)
     assert lm.info.name == "release" and lm.info.parameters == 0
+
+
+def test_one_malloc_arena_where_the_c_library_is_glibc() -> None:
+    import platform
+    import subprocess
+    import sys
+
+    code = "from fillpoint.completion.runtime import share_one_malloc_arena as f; print(f())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(platform.libc_ver()[0] == "glibc")
