@@ -314,11 +314,13 @@ class ByteLevel:
         max_bytes: int = 32,
         max_prefix: int = 0,
         check: Callable[[], None] | None = None,
+        blend: Blend | None = None,
     ) -> list[tuple[bytes, float]]:
         """The k most probable continuations y of the identifier at the end of `prefix`, with
         P(y, then a non-identifier byte or END | prefix): a byte-level beam search, one
         batched model call per byte. y = b"" (the identifier is complete) is included when
-        `prefix` ends with an identifier byte."""
+        `prefix` ends with an identifier byte. `blend(y, d)` replaces each next-byte
+        distribution d after y (ensembling: `with_strings`)."""
         beams = [(b"", 0.0, self.start(prefix, context, max_prefix=max_prefix))]
         in_word = bool(prefix) and prefix[-1] in WORD_BYTES
         word_bytes = np.asarray([b in WORD_BYTES for b in range(END + 1)])
@@ -330,6 +332,8 @@ class ByteLevel:
             for (y, lp, s), d in zip(
                 beams, self.next_distributions([b[2] for b in beams]), strict=True
             ):
+                if blend is not None:
+                    d = blend(y, d)
                 word = word_bytes.copy()
                 if not y and not in_word:
                     word[ord("0") : ord("9") + 1] = False  # identifiers do not start with a digit
@@ -354,6 +358,33 @@ def ensemble_next_byte(
     """Weighted average of next-byte distributions from models with different vocabularies."""
     w = np.ones(len(dists)) if weights is None else np.asarray(weights, np.float64)
     return np.tensordot(w / w.sum(), np.stack(dists), axes=1)
+
+
+Blend = Callable[[bytes, np.ndarray], np.ndarray]  # (bytes so far, next-byte dist) -> dist
+
+
+def strings_next_byte(strings: Sequence[tuple[bytes, float]], y: bytes) -> np.ndarray | None:
+    """The next-byte distribution after y of a distribution over whole strings (another
+    model's names, in its own vocabulary): the mass of the strings that go on from y, by
+    their next byte, and END for y itself. None when no string starts with y."""
+    d = np.zeros(END + 1)
+    for text, p in strings:
+        if text.startswith(y):
+            d[text[len(y)] if len(text) > len(y) else END] += p
+    total = d.sum()
+    return d / total if total > 0 else None
+
+
+def with_strings(strings: Sequence[tuple[bytes, float]], weight: float) -> Blend:
+    """Byte-level ensembling with a distribution over strings: after y, the average of the
+    model's next-byte distribution (1 - weight) and the strings' (weight), where some string
+    goes on from y; the model's alone where none does."""
+
+    def blend(y: bytes, d: np.ndarray) -> np.ndarray:
+        other = strings_next_byte(strings, y)
+        return d if other is None else ensemble_next_byte([d, other], [1.0 - weight, weight])
+
+    return blend
 
 
 def ensemble_complete_bytes(

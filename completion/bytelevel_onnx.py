@@ -11,7 +11,7 @@ from itertools import accumulate
 import numpy as np
 from tokenizers import Tokenizer
 
-from .bytelevel import ByteLevel
+from .bytelevel import ByteLevel, with_strings
 from .bytelevel_base import ByteTokenizer, Ids, TokenStream, log_softmax
 from .bytelevel_valid import PROJECT_PATTERN, project_classes
 from .runtime import OnnxDecoder, byte_decoder
@@ -339,9 +339,15 @@ class ByteLevelDecoder:
         k: int = 10,
         suffix: str | None = None,
         cancel: CancelToken | None = None,
+        names: Sequence[tuple[str, float]] = (),
+        weight: float = 0.5,
     ) -> list[tuple[str, float]]:
-        """Continuations of the identifier before the cursor, with their probabilities."""
+        """Continuations of the identifier before the cursor, with their probabilities.
+
+        `names`: another model's continuations with probabilities, ensembled byte by byte
+        with this one at `weight` (`bytelevel.with_strings`)."""
         ctx, max_bytes = self._context(suffix), 32
+        blend = with_strings([(n.encode(), p) for n, p in names], weight) if names else None
         room = self.lm.block_size - max_bytes - 1  # the beam adds at most a token per byte
         found = self.bytelevel.complete_identifier(
             prefix.encode(),
@@ -350,6 +356,7 @@ class ByteLevelDecoder:
             max_bytes=max_bytes,
             max_prefix=room,
             check=cancel.check if cancel is not None else None,
+            blend=blend,
         )
         return [(y.decode("utf-8"), p) for y, p in found]
 

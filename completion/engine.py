@@ -107,6 +107,11 @@ class Engine:
         """True when a model is loaded and requests get real answers."""
         return self._lm is not None
 
+    @property
+    def codefill_ready(self) -> bool:
+        """True when the release's CodeFill name model is loaded and in use."""
+        return self._codefill is not None
+
     def _model(self) -> tuple[OnnxDecoder, decoding.Vocab] | None:
         with self._lock:
             if self._lm is None or self._vocab is None:
@@ -172,24 +177,27 @@ class Engine:
         # CodeFill runs on its own thread meanwhile: its lexing and model calls overlap the
         # decoder's beam on the other core.
         named_later = self._side.submit(self._codefill_names, head, ctx, cancel)
+        weight = self.settings.codefill_weight
         try:
             if (bytelevel := self._byte_decoder("complete")) is not None:
+                names: list[tuple[str, float]] = []
+                if self.settings.byte_ensemble:  # CodeFill's names join the byte-level search
+                    cut = len(ctx.partial)
+                    names = [(n[cut:], p) for n, p in named_later.result().items()]
                 with self._bytelevel_lock:
-                    exact = bytelevel.complete_identifier(ctx.prefix, k=10, cancel=cancel)
+                    exact = bytelevel.complete_identifier(
+                        ctx.prefix, k=10, cancel=cancel, names=names, weight=weight
+                    )
                 found = [decoding.Candidate(y, math.log(p)) for y, p in exact if p > 0]
             else:
                 cache = self._caches.get("complete")
                 found = model_candidates(lm, vocab, ctx, self._mode(), cancel, cache)
         finally:
             named = named_later.result()  # never left running into the next request
-        return rank(
-            found,
-            ctx,
-            max(self.settings.max_items, TYPED_POOL),
-            self.settings.file_weight,
-            named,
-            self.settings.codefill_weight,
-        )
+        if bytelevel is not None and self.settings.byte_ensemble:
+            named, weight = {}, 0.0  # already in the byte-level search
+        pool = max(self.settings.max_items, TYPED_POOL)
+        return rank(found, ctx, pool, self.settings.file_weight, named, weight)
 
     def prepare(self, doc: Document, pos: Position, cancel: CancelToken | None = None) -> int:
         """Run the text before `pos` through the models ahead of a request, so that a

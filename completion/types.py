@@ -101,6 +101,10 @@ class EngineSettings:
     # 0 or a release without one leaves PyCoder alone there.
     file_weight: float = 0.3
     codefill_weight: float = 0.5
+    # With mid_token "bytelevel": CodeFill's names join the list's byte-level search (byte-
+    # level ensembling, at codefill_weight) instead of the mixture of whole names; off
+    # because it ranks no better on held-out code (docs/evaluation)
+    byte_ensemble: bool = False
     # Token Recycling for inline completion: the same text; off because on this model it
     # accepts too few drafts to beat plain greedy decoding (docs/benchmarks.md)
     token_recycling: bool = False

@@ -46,6 +46,7 @@ def load_engine(
     mode: MidTokenMode,
     file_weight: float,
     codefill_weight: float = EngineSettings().codefill_weight,
+    byte_ensemble: bool = False,
 ) -> Engine:
     """An engine for `model` in one mid-token mode; exits with the load error if it fails."""
     settings = EngineSettings(
@@ -54,6 +55,7 @@ def load_engine(
         max_items=10,
         file_weight=file_weight,
         codefill_weight=codefill_weight,
+        byte_ensemble=byte_ensemble,
     )
     engine = Engine(settings)
     engine.load()

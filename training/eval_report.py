@@ -103,6 +103,14 @@ def to_markdown(results: dict) -> str:
         out += [f"Wall time: {results['wall_minutes']} minutes.", ""]
     for section in ("identifier_starts", "cardinal_points", "mid_token"):
         out += _rank_section(section.replace("_", " "), results[section])
+    if any("ensemble" in name for name in results["identifier_starts"]):
+        out += [
+            "The fillpoint rows mix CodeFill's names and the decoder's as whole names (weights "
+            'tuned on the valid split); "bytelevel ensemble" instead averages CodeFill\'s '
+            "next-byte distribution (from its names) with the decoder's exact one at every "
+            "byte of the search, with CodeFill's weight.",
+            "",
+        ]
     if line := results.get("line"):
         text = (
             f"exact match {100 * line['exact']:.1f}%, edit similarity {line['edit_sim']:.1f}, "

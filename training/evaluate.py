@@ -50,6 +50,7 @@ from .eval_statement import (
 from .token_accuracy import token_accuracy
 
 MODES = ("healing", "naive", "bytelevel")  # how the engine treats a prompt that ends mid-token
+ENSEMBLE_ROW = "fillpoint (bytelevel ensemble)"  # CodeFill in the byte-level search
 # Default sample counts: the whole run took 14 minutes on 2 busy cores, which leaves room
 # for an ablation model or two (about 3 minutes each) within 25 minutes.
 N_IDENT, N_LINE, N_STATEMENT, N_INFILL = 250, 120, 200, 150
@@ -219,6 +220,10 @@ def evaluate(
     engines = {mode: load_engine(model, mode, file_weight, codefill_weight) for mode in MODES}
     all_rankers = baseline_rankers(ngram)
     all_rankers |= {f"fillpoint ({mode})": engine_ranker(e) for mode, e in engines.items()}
+    if codefill_weight > 0 and engines["bytelevel"].codefill_ready:
+        # byte-level ensembling: CodeFill's names averaged in byte by byte, not mixed whole
+        ensemble = load_engine(model, "bytelevel", file_weight, codefill_weight, True)
+        all_rankers[ENSEMBLE_ROW] = engine_ranker(ensemble)
     all_rankers |= rankers or {}
     results, latency = identifier_tables(all_rankers, starts, mids, cardinal)
     results["latency_p50_ms"] = {
@@ -226,6 +231,11 @@ def evaluate(
         for mode in MODES
         for where in ("", " (mid-token)")
     }
+    if ENSEMBLE_ROW in latency:
+        results["latency_p50_ms"] |= {
+            f"bytelevel ensemble{where}": latency[f"{ENSEMBLE_ROW}{where}"]
+            for where in ("", " (mid-token)")
+        }
     results["ranker_latency_p50_ms"] = latency
     docs = [(s.prefix, "") for s in lines]
     results["line"] = inline_metrics(engines["healing"], docs, [s.truth for s in lines])

@@ -21,6 +21,8 @@ from fillpoint.completion.bytelevel import (
     cut_point,
     ensemble_complete_bytes,
     ensemble_next_byte,
+    strings_next_byte,
+    with_strings,
 )
 from fillpoint.completion.bytelevel_base import StatelessScorer
 from fillpoint.completion.bytelevel_onnx import ByteLevelDecoder, HFByteTokenizer, OnnxScorer
@@ -236,6 +238,38 @@ def test_ensemble_averages_models_with_different_vocabularies() -> None:
     )
     best = int(np.argmax(want))
     assert out == (b"" if best == END else bytes([best]))
+
+
+def test_next_byte_of_a_distribution_over_strings() -> None:
+    names = [(b"ab", 0.5), (b"a", 0.2), (b"ba", 0.1), (b"abb", 0.2)]
+    d = strings_next_byte(names, b"a")
+    assert d is not None and d.sum() == pytest.approx(1.0)
+    assert d[ord("b")] == pytest.approx(0.7 / 0.9) and d[END] == pytest.approx(0.2 / 0.9)
+    first = strings_next_byte(names, b"")
+    assert first is not None and first[ord("a")] == pytest.approx(0.9)
+    assert strings_next_byte(names, b"c") is None  # no string goes on from there
+
+
+@pytest.mark.parametrize("x", [b"a", b"ab", b" a", b"ab.a"])
+def test_identifiers_from_the_blended_distributions_score_their_product(x: bytes) -> None:
+    """complete_identifier with a blend: each continuation's probability is the product of
+    the blended next-byte distributions along it, and the blend is a distribution."""
+    lm = HashLM(FIXED, 7)
+    bl = ByteLevel(FIXED, lm)
+    names = [(b"b", 0.4), (b"ba", 0.3), (b"", 0.2), (b"a1", 0.1)]
+    blend = with_strings(names, 0.5)
+    found = bl.complete_identifier(x, k=4, max_bytes=3, blend=blend)
+    assert found
+    non_word = np.asarray([b not in WORD_BYTES for b in range(END + 1)])
+    for y, p in found:
+        want = 1.0
+        for i in range(len(y) + 1):
+            d = blend(y[:i], bl.next_byte_distribution(x + y[:i]))
+            assert d.sum() == pytest.approx(1.0)
+            want *= d[y[i]] if i < len(y) else d[non_word].sum()
+        assert p == pytest.approx(want, rel=1e-9)
+    alone = dict(bl.complete_identifier(x, k=4, max_bytes=3))
+    assert dict(found) != alone  # the names moved the scores
 
 
 # ---------------------------------------------------------------------------- a real tokenizer

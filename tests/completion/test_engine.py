@@ -248,6 +248,30 @@ def test_the_shipped_release_serves_codefill_names_in_the_list(release_model_dir
     )
 
 
+def test_byte_level_ensembling_puts_codefill_names_into_the_byte_search(
+    release_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = EngineSettings(
+        model_path=str(release_model_dir), mid_token="bytelevel", byte_ensemble=True
+    )
+    eng = Engine(settings)
+    eng.load()
+    doc, pos = at_end(SOURCE + "        self.it")
+    ctx = build_context(doc, pos)
+    named = eng._codefill_names(SOURCE + "        self.", ctx)
+    decoder = eng._byte_decoder("complete")
+    assert decoder is not None and named
+    seen: list[dict] = []
+    real = decoder.complete_identifier
+    monkeypatch.setattr(
+        decoder, "complete_identifier", lambda *a, **kw: seen.append(kw) or real(*a, **kw)
+    )
+    items = eng.complete(doc, pos).items
+    assert dict(seen[0]["names"]) == {n[2:]: p for n, p in named.items()}  # after "it"
+    assert seen[0]["weight"] == settings.codefill_weight
+    assert items and all(i.source != "codefill" for i in items)  # not mixed in a second time
+
+
 def test_rank_marks_keywords_and_respects_max_items() -> None:
     doc, pos = at_end(SOURCE + "        ret")
     found = [Candidate("urn", -0.1), *(Candidate(f"x{i}", -3.0 - i) for i in range(20))]
