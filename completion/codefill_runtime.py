@@ -28,6 +28,7 @@ from .codefill_streams import EOS, EOT, SPECIALS, TYPE_ID, Vocab, encode_types, 
 from .context import build_context
 from .declarations import Declaration
 from .documents import Document
+from .runtime import run_cached
 from .types import CancelToken, EngineError, Position
 
 RERANK_TOP = 10  # CodeFill re-ranks its top-10 candidates
@@ -222,13 +223,13 @@ class CodeFillRuntime:
         `last`, logits for the last `last` names only, where the graph can do that."""
         feed = {"names": names, "types": types, "past": past}
         feed["last_n"] = np.asarray([last or names.shape[1]], np.int64)
-        out = dict(
-            zip(
-                self.outputs,
-                self.session.run(None, {k: v for k, v in feed.items() if k in self.inputs}),
-                strict=True,
-            )
-        )
+        feed = {k: v for k, v in feed.items() if k in self.inputs}
+        if "past" not in self.inputs:  # one cache tensor per layer and kind
+            heads = dict.fromkeys(n for n in self.outputs if n.endswith("_logits"))
+            got, present = run_cached(self.session, feed, past, names.shape[1], heads)
+            out = dict(zip(heads, got, strict=True)) | {"present": present}
+        else:
+            out = dict(zip(self.outputs, self.session.run(None, feed), strict=True))
         return out["name_logits"], out.get("type_logits"), out["present"]
 
     def next_names(

@@ -103,6 +103,50 @@ def share_one_malloc_arena() -> bool:
     return bool(libc.mallopt(M_ARENA_MAX, 1))
 
 
+def cache_names(layers: int, kind: str) -> list[str]:
+    """Graph names of the per-layer cache tensors: `past_key_0`, `past_value_0`, ... (inputs)
+    or `present_...` (outputs), in the order of the stacked cache."""
+    return [f"{kind}_{part}_{i}" for i in range(layers) for part in ("key", "value")]
+
+
+def run_cached(
+    session: ort.InferenceSession,
+    feed: dict[str, np.ndarray],
+    past: np.ndarray,
+    new: int,
+    heads: dict[str, tuple[int, ...] | None],
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Run a graph that takes and returns its cache as one tensor per layer and kind, for a
+    caller that keeps it stacked (layers, 2, B, H, P, D): the inputs are views of `past`, and
+    the graph writes the new cache (P + `new` long) straight into the array returned.
+
+    `heads`: the other outputs, with their shapes where known (written in place) or None
+    (onnxruntime allocates them). Returns them in that order, and the new cache.
+    """
+    past = np.ascontiguousarray(past, dtype=np.float32)
+    present = np.empty((*past.shape[:4], past.shape[4] + new, past.shape[5]), np.float32)
+    io = session.io_binding()
+    for name, value in feed.items():
+        io.bind_cpu_input(name, np.ascontiguousarray(value))
+    layers = past.shape[0]
+    pairs = zip(cache_names(layers, "past"), cache_names(layers, "present"), strict=True)
+    for k, (name, out) in enumerate(pairs):
+        io.bind_cpu_input(name, past[k // 2, k % 2])
+        buf = present[k // 2, k % 2]
+        io.bind_output(out, "cpu", 0, np.float32, list(buf.shape), buf.ctypes.data)
+    made: dict[str, np.ndarray] = {}
+    for name, shape in heads.items():
+        if shape is None:
+            io.bind_output(name, "cpu")
+        else:
+            made[name] = np.empty(shape, np.float32)
+            io.bind_output(name, "cpu", 0, np.float32, list(shape), made[name].ctypes.data)
+    session.run_with_iobinding(io)
+    outs = io.get_outputs()  # in the order bound: the cache, then the heads
+    got = [made[n] if n in made else outs[2 * layers + i].numpy() for i, n in enumerate(heads)]
+    return got, present
+
+
 SHORT_TEXT, SHORT_MEMO = 64, 4096  # texts this short are remembered, this many at most
 HEAD_GRID = 2048  # a long text's remembered head ends on the first safe line after a multiple
 
@@ -269,24 +313,12 @@ class OnnxDecoder:
     def _run_split(
         self, feed: dict[str, np.ndarray], past: np.ndarray, last: int | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """`run` on a graph with a cache tensor per layer: the inputs are views of `past`,
-        and the graph writes its outputs straight into the arrays returned."""
+        """`run` on a graph with a cache tensor per layer and kind (`run_cached`)."""
         B, T = feed["input_ids"].shape
-        past = np.ascontiguousarray(past, dtype=np.float32)
         rows = min(last, T) if last and self._windowed else T
-        logits = np.empty((B, rows, self._logits_width), np.float32)
-        present = np.empty((*past.shape[:4], past.shape[4] + T, past.shape[5]), np.float32)
-        io = self.session.io_binding()
-        for name, value in feed.items():
-            io.bind_cpu_input(name, np.ascontiguousarray(value))
-        outputs = {"logits": logits}
-        for i in range(self.n_layer):
-            for j, part in enumerate(("key", "value")):
-                io.bind_cpu_input(f"past_{part}_{i}", past[i, j])
-                outputs[f"present_{part}_{i}"] = present[i, j]
-        for name, out in outputs.items():
-            io.bind_output(name, "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
-        self.session.run_with_iobinding(io)
+        (logits,), present = run_cached(
+            self.session, feed, past, T, {"logits": (B, rows, self._logits_width)}
+        )
         return logits, present
 
     def step_all(self, ids: np.ndarray, past: np.ndarray) -> np.ndarray:

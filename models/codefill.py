@@ -13,6 +13,7 @@ The cache `past` stacks both decoders' layers: (S * L, 2, B, H, P, D), S = 2 dec
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -21,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .pycoder import Block, ConfigFile
+from .pycoder import KV, Block, ConfigFile
 
 TASKS = ("ttp", "tvp", "sc")  # next type, next name (value), statement completion
 
@@ -61,8 +62,20 @@ class Decoder(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (B, T, n_out), or (B, 1, n_out) for the last position only, and this
         decoder's new cache (L, 2, B, H, P+T, D)."""
+        pairs = None if past is None else list(past)
+        logits, presents = self.layers(names, types, pairs, last_only)
+        return logits, torch.stack([torch.stack(kv) for kv in presents])
+
+    def layers(
+        self,
+        names: torch.Tensor,
+        types: torch.Tensor | None,
+        past: Sequence[KV] | None,
+        last_only: bool = False,
+    ) -> tuple[torch.Tensor, list[KV]]:
+        """`forward` with the cache as one (keys, values) pair per layer, each (B, H, P, D)."""
         T = names.shape[1]
-        start = 0 if past is None else past.shape[4]
+        start = 0 if past is None else past[0][0].shape[2]
         pos = torch.arange(start, start + T, device=names.device)
         x = self.wne(names) + self.wpe(pos)  # (B, T, C)
         if self.wte is not None:
@@ -74,7 +87,7 @@ class Decoder(nn.Module):
         x = self.ln_f(x)
         if last_only:  # a prompt needs one prediction: skip the head's largest matmul
             x = x[:, -1:]
-        return self.head(x), torch.stack([torch.stack(kv) for kv in presents])
+        return self.head(x), presents
 
 
 class CodeFill(nn.Module):
@@ -167,7 +180,8 @@ class CodeFill(nn.Module):
 
 
 class CodeFillStep(nn.Module):
-    """The exported graph: (names, types, past) -> (name logits, type logits, present).
+    """One call with the cache stacked: (names, types, past) -> (name logits, type logits,
+    present) (the graph of releases before `CodeFillSplitStep`).
 
     The server exports it with `last_only`: a prompt and each decoding step need the logits
     of the last position alone.
@@ -185,6 +199,27 @@ class CodeFillStep(nn.Module):
         if type_logits is None:
             return name_logits, present
         return name_logits, type_logits, present
+
+
+class CodeFillSplitStep(CodeFillStep):
+    """The exported graph with one cache tensor per layer and kind (the name decoder's
+    layers, then the type decoder's): (names, types, k_0, v_0, ...) -> (name logits, type
+    logits, k_0', v_0', ...), each (B, H, P, D); see `pycoder.PyCoderSplitStep` for why."""
+
+    def forward(  # type: ignore[override]
+        self, names: torch.Tensor, types: torch.Tensor, *past: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        pairs = [(past[2 * i], past[2 * i + 1]) for i in range(len(past) // 2)]
+        L = self.model.config.n_layer
+        name_logits, kv = self.model.name_decoder.layers(names, types, pairs[:L], self.last_only)
+        heads = [name_logits]
+        if self.model.type_decoder is not None:
+            type_logits, type_kv = self.model.type_decoder.layers(
+                names, types, pairs[L:], self.last_only
+            )
+            heads.append(type_logits)
+            kv = kv + type_kv
+        return (*heads, *(t for pair in kv for t in pair))
 
 
 def save_pretrained(model: CodeFill, folder: Path) -> None:

@@ -12,15 +12,10 @@ import numpy as np
 import onnx
 import torch
 
-from fillpoint.completion.runtime import causal_inputs
+from fillpoint.completion.runtime import cache_names, causal_inputs
 from fillpoint.models.pycoder import PyCoder, PyCoderSplitStep, PyCoderStep, from_pretrained
 
 OPSET = 17
-
-
-def cache_names(n_layer: int, kind: str) -> list[str]:
-    """Graph names of the per-layer cache tensors: `past` inputs or `present` outputs."""
-    return [f"{kind}_{part}_{i}" for i in range(n_layer) for part in ("key", "value")]
 
 
 def export_onnx(model: PyCoder, path: Path) -> None:

@@ -1,9 +1,9 @@
 """Export a CodeFill checkpoint to ONNX (both decoders, KV cache, int8) and a release folder.
 
-The graph is CodeFillStep: (names, types, past) -> (name_logits, type_logits, present), the
-logits of the last position only; the server reads the name logits (next-name candidates)
-and, when it completes a statement, the type logits (the type of the name it just chose, for
-the next step's input).
+The graph is CodeFillSplitStep: (names, types, past_key_0, past_value_0, ...) ->
+(name_logits, type_logits, present_key_0, ...), the logits of the last position only; the
+server reads the name logits (next-name candidates) and, when it completes a statement, the
+type logits (the type of the name it just chose, for the next step's input).
 """
 
 from __future__ import annotations
@@ -17,37 +17,43 @@ import numpy as np
 import onnx
 import torch
 
-from fillpoint.models.codefill import CodeFill, CodeFillStep, from_pretrained
+from fillpoint.completion.runtime import cache_names, run_cached
+from fillpoint.models.codefill import CodeFill, CodeFillSplitStep, from_pretrained
 
 from .export import OPSET, add_logits_window, quantize_int8, sha256
 
 
-def output_names(model: CodeFill) -> list[str]:
-    """The graph's outputs; a names-only model has no type logits."""
-    if model.config.names_only:
-        return ["name_logits", "present"]
-    return ["name_logits", "type_logits", "present"]
+def head_names(model: CodeFill) -> list[str]:
+    """The graph's logits outputs; a names-only model has no type logits."""
+    return ["name_logits"] if model.config.names_only else ["name_logits", "type_logits"]
+
+
+def _layers(model: CodeFill) -> int:
+    """Cache layers: the name decoder's, then the type decoder's."""
+    return (1 if model.config.names_only else 2) * model.config.n_layer
 
 
 def export_onnx(model: CodeFill, path: Path) -> None:
-    """Write the step graph with dynamic batch, sequence and cache lengths (fp32)."""
+    """Write the step graph with dynamic batch, sequence and cache lengths (fp32), the cache
+    as one tensor per layer and kind (`CodeFillSplitStep`)."""
     model = model.float().eval()
     cfg = model.config
-    layers = (1 if cfg.names_only else 2) * cfg.n_layer
     ids = torch.zeros((2, 3), dtype=torch.long)
-    past = torch.zeros((layers, 2, 2, cfg.n_head, 2, cfg.n_embd // cfg.n_head))
-    outputs = output_names(model)
+    head = cfg.n_embd // cfg.n_head
+    past = [torch.zeros((2, cfg.n_head, 2, head)) for _ in range(2 * _layers(model))]
+    pasts, presents = cache_names(_layers(model), "past"), cache_names(_layers(model), "present")
     axes = {name: {0: "batch", 1: "seq"} for name in ("names", "types")}
-    axes |= {name: {0: "batch"} for name in outputs[:-1]}  # (B, 1, V): the last position
-    axes |= {"past": {2: "batch", 4: "past_seq"}, "present": {2: "batch", 4: "total_seq"}}
+    axes |= {name: {0: "batch"} for name in head_names(model)}  # (B, 1, V): the last position
+    axes |= {name: {0: "batch", 2: "past_seq"} for name in pasts}
+    axes |= {name: {0: "batch", 2: "total_seq"} for name in presents}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            CodeFillStep(model, last_only=True),
-            (ids, ids.clone(), past),
+            CodeFillSplitStep(model, last_only=True),
+            (ids, ids.clone(), *past),
             str(path),
-            input_names=["names", "types", "past"],
-            output_names=outputs,
+            input_names=["names", "types", *pasts],
+            output_names=[*head_names(model), *presents],
             dynamic_axes=axes,
             opset_version=OPSET,
             dynamo=False,
@@ -61,21 +67,21 @@ def parity(model: CodeFill, onnx_path: Path, steps: int = 3) -> float:
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     wanted = {i.name for i in sess.get_inputs()}  # an unused types input is dropped
     cfg = model.config
-    layers = (1 if cfg.names_only else 2) * cfg.n_layer
     rng = np.random.default_rng(0)
     names = rng.integers(0, cfg.n_names, size=(2, 7))
     types = rng.integers(0, cfg.n_types, size=(2, 7))
-    past = np.zeros((layers, 2, 2, cfg.n_head, 0, cfg.n_embd // cfg.n_head), np.float32)
+    past = np.zeros((_layers(model), 2, 2, cfg.n_head, 0, cfg.n_embd // cfg.n_head), np.float32)
     seq_n, seq_t = names, types
     model = model.float().eval()
     worst = 0.0
     for _ in range(steps):
-        feed = {"names": names, "types": types, "past": past, "last_n": np.array([1])}
-        outs = sess.run(None, {k: v for k, v in feed.items() if k in wanted})
-        past = outs[-1]
+        feed = {"names": names, "types": types, "last_n": np.array([1])}
+        feed = {k: v for k, v in feed.items() if k in wanted}
+        heads = dict.fromkeys(head_names(model))
+        outs, past = run_cached(sess, feed, past, names.shape[1], heads)
         with torch.no_grad():
             ref = model.step(torch.from_numpy(seq_n), torch.from_numpy(seq_t))
-        for got, want in zip(outs[:-1], ref[:-1], strict=False):
+        for got, want in zip(outs, ref[:-1], strict=False):
             diff = np.abs(want[:, -1:].numpy() - got).max()
             worst = max(worst, float(diff))
         names = rng.integers(0, cfg.n_names, size=(2, 1))
@@ -93,7 +99,7 @@ def release(checkpoint: Path, vocab: Path, out: Path, extra: dict | None = None)
     export_onnx(model, fp32)
     fp32_parity = parity(model, fp32)
     quantize_int8(fp32, out / "model.onnx")
-    heads = tuple(n for n in output_names(model) if n != "present")
+    heads = tuple(head_names(model))
     onnx.save(add_logits_window(onnx.load(str(out / "model.onnx")), heads), str(out / "model.onnx"))
     int8_parity = parity(model, out / "model.onnx")
     fp32.unlink()

@@ -77,6 +77,48 @@ def test_fp32_export_matches_torch_with_the_cache(tmp_path: Path, names_only: bo
     assert parity(model, tmp_path / "m.onnx") < 1e-4
 
 
+def test_a_release_with_one_stacked_cache_still_runs_the_same(
+    trained: tuple[CodeFill, Path], tmp_path: Path
+) -> None:
+    """Releases exported before the per-layer cache (one `past` input and `present` output)
+    load and give the logits and cache of the current graph."""
+    import shutil
+    import warnings
+
+    from fillpoint.models.codefill import CodeFillStep
+
+    model, root = trained
+    old = Path(shutil.copytree(root / "release", tmp_path / "old"))
+    cfg = model.config
+    past = torch.zeros((2 * cfg.n_layer, 2, 1, cfg.n_head, 2, cfg.n_embd // cfg.n_head))
+    ids = torch.zeros((1, 3), dtype=torch.long)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            CodeFillStep(model.float().eval(), last_only=True),
+            (ids, ids.clone(), past),
+            str(old / "model.onnx"),
+            input_names=["names", "types", "past"],
+            output_names=["name_logits", "type_logits", "present"],
+            dynamic_axes={
+                "names": {1: "seq"},
+                "types": {1: "seq"},
+                "past": {4: "past_seq"},
+                "present": {4: "total_seq"},
+            },
+            opset_version=17,
+            dynamo=False,
+        )
+    stacked, split = CodeFillRuntime(old), CodeFillRuntime(root / "release")
+    names, types = split.encode(SNIPPET[:80])
+    a_names, a_types, a_past = stacked.run(names, types, stacked.empty_past())
+    b_names, b_types, b_past = split.run(names, types, split.empty_past())
+    assert a_past.shape == b_past.shape == (2, 2, 1, 2, names.shape[1], 16)
+    assert a_types is not None and b_types is not None
+    for a, b in ((a_names, b_names), (a_types, b_types), (a_past, b_past)):
+        assert np.abs(a - b).max() < 0.5  # fp32 against int8
+
+
 def test_release_folder_and_int8_parity(trained: tuple[CodeFill, Path]) -> None:
     import json
 
