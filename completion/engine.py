@@ -224,12 +224,13 @@ class Engine:
             codefill = self._codefill
         if codefill is not None:
             ran += codefill.warm(head, cancel)
-        # Lists, the likelier first (the user may type before all are made): after the
-        # keystroke the decoder expects next when that keystroke ends the name (`.`, `(`, a
-        # space), then after the file's own habit after the name, then the list here, which
-        # a keystroke into the name filters (TypedThrough; on held-out files that filtered
-        # list ranked the typed name first as often as a fresh one, 313 against 304 of 410
-        # requests one character later).
+        # Lists, the likelier first (the user may type before all are made): the list here
+        # first when the decoder expects the name to go on (a keystroke into the name
+        # filters it: TypedThrough; on held-out files that filtered list ranked the typed
+        # name first as often as a fresh one, 313 against 304 of 410 requests one character
+        # later); then after the keystroke the decoder expects to end the name (`.`, `(`, a
+        # space), then after the file's own habit after the name; then the list here if it
+        # was not made first.
         key, goes_on = self._next_keystroke(doc, pos, ctx, model, cancel)
         if goes_on and not self._typed.has_list(doc.uri, head, ctx.partial):
             self.complete(doc, pos, cancel)  # the likeliest keystroke goes into the name
