@@ -356,6 +356,32 @@ def test_prepare_makes_the_list_after_the_keystroke_the_decoder_expects(
     assert served >= 1  # the tiny model guesses a few
 
 
+@pytest.mark.parametrize(
+    ("text", "ghost", "want"),
+    [
+        ("def heap", "ify(heap):", ("(", True)),  # the name goes on, then `(` ends it
+        ("x = items", ".pop()", (".", False)),  # the ghost text ends the name at once
+        ("x = ", "items.pop()", ("", True)),  # a name starts here: no keystroke ends it
+        ("total = count", "", ("", False)),  # no ghost text, no guess
+        ("if ok:\n   ", " return", (" ", False)),  # the space that completes a level
+        ("if ok:\n  ", " return", ("", False)),  # a space that does not
+    ],
+)
+def test_the_keystroke_guess_is_where_the_ghost_text_ends_the_name(
+    tiny_model_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    text: str,
+    ghost: str,
+    want: tuple[str, bool],
+) -> None:
+    eng = Engine(EngineSettings(model_path=str(tiny_model_dir)))
+    eng.load()
+    monkeypatch.setattr(eng, "inline", lambda *a, **k: InlineResult(ghost))
+    doc, pos = at_end(text)
+    model = (eng._lm, eng._vocab)
+    assert eng._next_keystroke(doc, pos, build_context(doc, pos), model, None) == want
+
+
 def test_file_follower_is_the_files_habit_after_the_name() -> None:
     from fillpoint.completion.engine import file_follower
 
