@@ -117,6 +117,20 @@ def to_markdown(results: dict) -> str:
             f"n = {line['n']}, p50 {line['p50_ms']:.0f} ms"
         )
         out += ["### line completion (rest of the line, left context only)", "", text, ""]
+    if table := results.get("line_tokens"):
+        rows = [
+            [name, f"{100 * m['exact']:.1f}%", f"{m['edit_sim']:.1f}", str(m["n"])]
+            for name, m in table.items()
+            if m.get("n")
+        ]
+        out += _table(["method", "exact match (tokens)", "edit sim (tokens)", "n"], rows)
+        out += [
+            "",
+            "The same samples on lexical tokens (the baselines make tokens, not layout): an "
+            "exact match has the rest of the line's tokens, and edit similarity compares the "
+            "tokens joined by single spaces.",
+            "",
+        ]
     if results.get("statement"):
         out += _statement_section(results["statement"])
     if results.get("infill"):
@@ -128,6 +142,13 @@ def to_markdown(results: dict) -> str:
             f"({acc['tokens']} tokens, {acc['files']} files)"
         )
         out += ["### token-level accuracy (teacher-forced, CodeXGLUE rules)", "", text, ""]
+        for name, b in results.get("token_accuracy_baselines", {}).items():
+            out += [
+                f"{name}: all lexical tokens {100 * b['accuracy']:.1f}%, identifiers "
+                f"{100 * b['identifier_accuracy']:.1f}% ({b['tokens']} tokens, {b['files']} "
+                "files; comments not counted, a string right when a string is predicted)",
+                "",
+            ]
     if results.get("ablation"):
         out += _ablation_section(results["ablation"])
     lat = results.get("latency_p50_ms", {})

@@ -27,12 +27,15 @@ from fillpoint.completion.types import EngineSettings
 
 from .corpus import iter_split
 from .eval_ablation import ablation_rows, parse_ablation
+from .eval_baselines import line_baselines, line_table, ngram_token_accuracy
 from .eval_engine import (
     Ranker,
     _end,
     engine_ranker,
-    inline_metrics,
+    inline_predictions,
+    line_scores,
     load_engine,
+    p50,
     rank_table,
     typed_part,
 )
@@ -237,9 +240,15 @@ def evaluate(
             for where in ("", " (mid-token)")
         }
     results["ranker_latency_p50_ms"] = latency
-    docs = [(s.prefix, "") for s in lines]
-    results["line"] = inline_metrics(engines["healing"], docs, [s.truth for s in lines])
+    heads, truths = [s.prefix for s in lines], [s.truth for s in lines]
+    ghost, times = inline_predictions(engines["healing"], [(h, "") for h in heads])
+    results["line"] = line_scores(ghost, truths) | {"p50_ms": p50(times)}
+    engine_lines = {"fillpoint (healing)": ghost}
+    results["line_tokens"] = line_table(heads, truths, engine_lines, line_baselines(ngram))
     results["token_accuracy"] = token_accuracy(model, corpus, n_files=30, seed=seed)
+    results["token_accuracy_baselines"] = {
+        "trigram": ngram_token_accuracy(ngram, corpus, n_files=30, seed=seed)
+    }
     if n_statement:
         predictors = {
             "fillpoint (healing)": model_predictor(model),

@@ -68,13 +68,43 @@ def file_hits(lm: OnnxDecoder, text: str) -> tuple[np.ndarray, list[int]]:
     return hits, owner
 
 
+class Tally:
+    """Right and counted tokens, all and identifiers alone."""
+
+    def __init__(self) -> None:
+        self.right = self.total = self.id_right = self.id_total = 0
+
+    def add(self, good: bool, identifier: bool) -> None:
+        """Count one token."""
+        self.total += 1
+        self.right += good
+        if identifier:
+            self.id_total += 1
+            self.id_right += good
+
+    def summary(self, files: int) -> dict:
+        """The accuracies, with how many tokens and files they are over."""
+        return {
+            "accuracy": self.right / max(self.total, 1),
+            "identifier_accuracy": self.id_right / max(self.id_total, 1),
+            "tokens": self.total,
+            "files": files,
+        }
+
+
+def held_out_texts(corpus: Path, n_files: int, seed: int) -> list[str]:
+    """The test files token accuracy is measured on (short ones, a seeded sample)."""
+    files = [r["text"] for r in iter_split(corpus, "test") if len(r["text"]) < MAX_CHARS]
+    random.Random(seed).shuffle(files)
+    return files[:n_files]
+
+
 def token_accuracy(model: Path, corpus: Path, n_files: int = 40, seed: int = 0) -> dict:
     """Accuracy over all counted lexical tokens, and over identifiers alone."""
     lm = OnnxDecoder(model)
-    files = [r["text"] for r in iter_split(corpus, "test") if len(r["text"]) < MAX_CHARS]
-    random.Random(seed).shuffle(files)
-    right = total = id_right = id_total = 0
-    for text in tqdm(files[:n_files], desc="token accuracy", leave=False):
+    texts = held_out_texts(corpus, n_files, seed)
+    tally = Tally()
+    for text in tqdm(texts, desc="token accuracy", leave=False):
         hits, owner = file_hits(lm, text)
         spans = lexical_spans(text)
         ok: dict[int, bool] = {}
@@ -82,14 +112,5 @@ def token_accuracy(model: Path, corpus: Path, n_files: int = 40, seed: int = 0) 
             if tok >= 0:
                 ok[tok] = ok.get(tok, True) and bool(hits[piece])
         for tok, good in ok.items():
-            total += 1
-            right += good
-            if spans[tok][2] == "identifier":
-                id_total += 1
-                id_right += good
-    return {
-        "accuracy": right / max(total, 1),
-        "identifier_accuracy": id_right / max(id_total, 1),
-        "tokens": total,
-        "files": min(n_files, len(files)),
-    }
+            tally.add(good, spans[tok][2] == "identifier")
+    return tally.summary(len(texts))

@@ -9,6 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fillpoint.training.eval_baselines import (
+    line_table,
+    line_token_scores,
+    ngram_token_accuracy,
+    tokens_after,
+)
 from fillpoint.training.eval_infill import span_in
 from fillpoint.training.eval_metrics import (
     edit_sim,
@@ -18,7 +24,7 @@ from fillpoint.training.eval_metrics import (
     rank_metrics,
     rouge_l,
 )
-from fillpoint.training.eval_ngram import context_tokens, file_copy, first_statement, lex
+from fillpoint.training.eval_ngram import Ngram, context_tokens, file_copy, first_statement, lex
 from fillpoint.training.eval_statement import StatementSample, score
 
 tokens = st.lists(st.sampled_from("abc"), max_size=6)
@@ -136,6 +142,40 @@ def test_lexical_tokens_and_statements() -> None:
 def test_file_copy_repeats_what_followed() -> None:
     assert file_copy("self.a = 1\nself.b = f(2)\nself.", 3) == ["b", "=", "f"]
     assert file_copy("x = 1\n", 3) == []
+
+
+def test_line_tokens_are_what_the_text_adds_after_the_cursor() -> None:
+    assert tokens_after("x = foo(", "a, b)") == ["a", ",", "b", ")"]
+    assert tokens_after("if x:\n    y = ", "'s' + z") == ["<str>", "+", "z"]
+    assert tokens_after("x = foo(", "a,  b )") == tokens_after("x = foo(", "a, b)")  # layout
+    assert tokens_after("y = ", "") == []
+
+
+def test_line_token_scores_and_table() -> None:
+    m = line_token_scores([["a", "b"], ["a"]], [["a", "b"], ["a", "c"]])
+    assert m == pytest.approx({"exact": 0.5, "edit_sim": (100 + edit_sim("a", "a c")) / 2, "n": 2})
+    assert line_token_scores([], []) == {"n": 0}
+    heads, truths = ["n = len(", "v = n + "], ["items)", "1"]
+    table = line_table(
+        heads, truths, {"engine": ["items)", "2"]}, {"echo": lambda head: ["items", ")"]}
+    )
+    assert table["engine"]["exact"] == 0.5 and table["echo"]["exact"] == 0.5
+    assert table["engine"]["n"] == table["echo"]["n"] == 2
+
+
+def test_ngram_token_accuracy_counts_every_token_but_statement_ends(tmp_path) -> None:
+    import json
+
+    text = "x = 1\ny = x + 1\nprint(y)\n"
+    for split in ("train", "test"):
+        row = {"package": "p", "path": "m.py", "text": text}
+        (tmp_path / f"{split}.jsonl").write_text(json.dumps(row) + "\n")
+    ngram = Ngram.from_corpus(tmp_path)
+    acc = ngram_token_accuracy(ngram, tmp_path, n_files=5)
+    assert acc["tokens"] == len([t for t in lex(text) if t != "<nl>"]) and acc["files"] == 1
+    # trained on the file itself, the trigram knows each token after the first two
+    assert acc["accuracy"] > 0.7 and acc["identifier_accuracy"] > 0.5
+    assert ngram_token_accuracy(Ngram(), tmp_path)["accuracy"] == 0.0  # knows nothing
 
 
 def test_statement_scores_per_n() -> None:

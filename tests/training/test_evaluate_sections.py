@@ -93,10 +93,16 @@ def test_eval_command_on_tiny_model(
     assert set(results["infill"]) == {"healing", "naive", "bytelevel"}
     for m in results["infill"].values():
         assert m["n"] == 4 and 0 <= m["exact"] <= 1 and m["p50_ms"] > 0
+    lines = results["line_tokens"]
+    assert set(lines) == {"fillpoint (healing)", "trigram", "file copy"}
+    assert all(m["n"] == 3 and 0 <= m["exact"] <= 1 for m in lines.values())
+    trigram = results["token_accuracy_baselines"]["trigram"]
+    assert trigram["tokens"] > 0 and 0 < trigram["accuracy"] < 1
     # the same model twice: the ablation row must equal the main run's numbers
     rows = list(results["ablation"].values())
     assert len(rows) == 2 and rows[0] == pytest.approx(rows[1])
     md = (out / "results.md").read_text()
-    for title in ("statement completion", "random-span infilling", "ablation", "METEOR"):
+    titles = ("statement completion", "random-span infilling", "ablation", "METEOR", "trigram:")
+    for title in titles:
         assert title in md
     assert (out / "statement.png").stat().st_size > 1000
