@@ -154,7 +154,9 @@ def _facts(doc: Document, node: Node, base: int, end: int, klass: tuple | None) 
     cursor = QueryCursor(_IDENTIFIERS)
     if end < node.end_byte:
         cursor.set_byte_range(base, end)
-    found = cursor.captures(node).get("id", [])
+    # in document order: the bindings return a capture's nodes in an order that can change
+    # from one process to the next, and the counts' order breaks ties in the list
+    found = sorted(cursor.captures(node).get("id", []), key=lambda n: n.start_byte)
     # A MISSING identifier (inserted by error recovery) has no text: it is no token.
     names = tuple(_node_text(doc, n) for n in found if n.end_byte > n.start_byte)
     if end < node.end_byte:  # a class header: it declares the class name, at module level
@@ -174,7 +176,7 @@ def _declarations(doc: Document, node: Node, base: int, klass: tuple | None) -> 
             # Scopes sort before the names they hold that start at the same byte.
             order = 0 if name.startswith("scope.") else 1
             events.extend((n.start_byte, order, -n.end_byte, name, n) for n in nodes)
-    events.sort(key=lambda e: e[:3])
+    events.sort(key=lambda e: e[:4])  # the capture name too: no tie left to capture order
     # Open scopes as (start, end, is_class), relative to base; the holding class never closes.
     stack: list[tuple[int, int, bool]] = [(*_MARK, True)] if klass else []
     out: list[_Decl] = []

@@ -258,3 +258,11 @@ def test_never_raises_and_stays_consistent(
         assert all(n > 0 for n in ctx.identifiers.values())
         # Facts reused from earlier versions' pieces equal a fresh count of the whole tree.
         assert identifier_counts(doc) == dict(fresh_counts(doc))
+
+
+def test_identifier_counts_follow_document_order() -> None:
+    """The counts' order breaks ties between equally frequent names in the list, so it must
+    not depend on how the tree-sitter bindings happen to return a capture's nodes."""
+    text = "import zeta, alpha\nfrom mu import nu\n\ndef omega(beta, gamma):\n    return zeta\n"
+    names = ["zeta", "alpha", "mu", "nu", "omega", "beta", "gamma"]
+    assert list(identifier_counts(Document("u", text))) == names
