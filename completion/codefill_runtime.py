@@ -125,6 +125,7 @@ class CodeFillRuntime:
         self.n_head, self.head_dim = cfg["n_head"], cfg["n_embd"] // cfg["n_head"]
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.outputs = [o.name for o in self.session.get_outputs()]
+        self._heads = dict.fromkeys(n for n in self.outputs if n.endswith("_logits"))
         names = self.vocab.names
         specials = set(SPECIALS)
         self.identifier = np.array(
@@ -225,9 +226,8 @@ class CodeFillRuntime:
         feed["last_n"] = np.asarray([last or names.shape[1]], np.int64)
         feed = {k: v for k, v in feed.items() if k in self.inputs}
         if "past" not in self.inputs:  # one cache tensor per layer and kind
-            heads = dict.fromkeys(n for n in self.outputs if n.endswith("_logits"))
-            got, present = run_cached(self.session, feed, past, names.shape[1], heads)
-            out = dict(zip(heads, got, strict=True)) | {"present": present}
+            got, present = run_cached(self.session, feed, past, names.shape[1], self._heads)
+            out = dict(zip(self._heads, got, strict=True)) | {"present": present}
         else:
             out = dict(zip(self.outputs, self.session.run(None, feed), strict=True))
         return out["name_logits"], out.get("type_logits"), out["present"]

@@ -178,10 +178,11 @@ class Engine:
         # decoder's beam on the other core.
         named_later = self._side.submit(self._codefill_names, head, ctx, cancel)
         weight = self.settings.codefill_weight
+        ensemble = False  # CodeFill's names join the byte-level search instead of the mixture
         try:
             if (bytelevel := self._byte_decoder("complete")) is not None:
                 names: list[tuple[str, float]] = []
-                if self.settings.byte_ensemble:  # CodeFill's names join the byte-level search
+                if ensemble := self.settings.byte_ensemble:
                     cut = len(ctx.partial)
                     names = [(n[cut:], p) for n, p in named_later.result().items()]
                 with self._bytelevel_lock:
@@ -194,7 +195,7 @@ class Engine:
                 found = model_candidates(lm, vocab, ctx, self._mode(), cancel, cache)
         finally:
             named = named_later.result()  # never left running into the next request
-        if bytelevel is not None and self.settings.byte_ensemble:
+        if ensemble:
             named, weight = {}, 0.0  # already in the byte-level search
         pool = max(self.settings.max_items, TYPED_POOL)
         return rank(found, ctx, pool, self.settings.file_weight, named, weight)

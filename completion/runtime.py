@@ -243,10 +243,10 @@ class OnnxDecoder:
         self._windowed = "last_n" in names  # the head can skip all but the last tokens
         # one cache tensor per layer and kind (`past_key_0`, ...) or one stacked `past`
         self._split = "past" not in names
-        heads = {o.name: o.shape for o in self.session.get_outputs()}
-        if self._split and not isinstance((heads.get("logits") or [None])[-1], int):
+        shapes = {o.name: o.shape for o in self.session.get_outputs()}
+        self._logits_width = (shapes.get("logits") or [None])[-1]
+        if self._split and not isinstance(self._logits_width, int):
             raise EngineError(f"{path}: a per-layer cache graph needs a fixed-width logits output")
-        self._logits_width = heads.get("logits", [0])[-1]
         self.tree_inputs = self._explicit  # decoders may run trees (tests switch it off)
 
     def encode(self, text: str) -> list[int]:

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .pycoder import KV, Block, ConfigFile
+from .pycoder import KV, Block, ConfigFile, flattened, paired, stacked
 
 TASKS = ("ttp", "tvp", "sc")  # next type, next name (value), statement completion
 
@@ -64,7 +64,7 @@ class Decoder(nn.Module):
         decoder's new cache (L, 2, B, H, P+T, D)."""
         pairs = None if past is None else list(past)
         logits, presents = self.layers(names, types, pairs, last_only)
-        return logits, torch.stack([torch.stack(kv) for kv in presents])
+        return logits, stacked(presents)
 
     def layers(
         self,
@@ -209,7 +209,7 @@ class CodeFillSplitStep(CodeFillStep):
     def forward(  # type: ignore[override]
         self, names: torch.Tensor, types: torch.Tensor, *past: torch.Tensor
     ) -> tuple[torch.Tensor, ...]:
-        pairs = [(past[2 * i], past[2 * i + 1]) for i in range(len(past) // 2)]
+        pairs = paired(past)
         L = self.model.config.n_layer
         name_logits, kv = self.model.name_decoder.layers(names, types, pairs[:L], self.last_only)
         heads = [name_logits]
@@ -219,7 +219,7 @@ class CodeFillSplitStep(CodeFillStep):
             )
             heads.append(type_logits)
             kv = kv + type_kv
-        return (*heads, *(t for pair in kv for t in pair))
+        return (*heads, *flattened(kv))
 
 
 def save_pretrained(model: CodeFill, folder: Path) -> None:

@@ -22,6 +22,21 @@ import torch.nn.functional as F
 KV = tuple[torch.Tensor, torch.Tensor] | torch.Tensor  # one layer's keys and values: kv[0], kv[1]
 
 
+def paired(flat: Sequence[torch.Tensor]) -> list[KV]:
+    """A per-layer cache from its tensors in graph order (k_0, v_0, k_1, ...)."""
+    return [(flat[2 * i], flat[2 * i + 1]) for i in range(len(flat) // 2)]
+
+
+def flattened(pairs: Sequence[KV]) -> list[torch.Tensor]:
+    """A per-layer cache as its tensors in graph order (k_0, v_0, k_1, ...)."""
+    return [t for kv in pairs for t in kv]
+
+
+def stacked(pairs: Sequence[KV]) -> torch.Tensor:
+    """A per-layer cache as one tensor (L, 2, B, H, P, D)."""
+    return torch.stack([torch.stack(list(kv)) for kv in pairs])
+
+
 class ConfigFile:
     """config.json for a dataclass model config, tagged with its architecture."""
 
@@ -161,7 +176,7 @@ class PyCoder(nn.Module):
         """
         start, pairs = (0, None) if past is None else (past.shape[4], list(past))
         h, presents = self.layers(ids, pairs, attn_mask, position_ids, start)
-        return h, torch.stack([torch.stack(kv) for kv in presents])
+        return h, stacked(presents)
 
     def layers(
         self,
@@ -256,9 +271,8 @@ class PyCoderSplitStep(PyCoderStep):
         position_ids: torch.Tensor,
         *past: torch.Tensor,
     ) -> tuple[torch.Tensor, ...]:
-        pairs = [(past[2 * i], past[2 * i + 1]) for i in range(len(past) // 2)]
-        h, presents = self.model.layers(ids, pairs, attn_mask, position_ids)
-        return (self.model.lm_head(h), *(t for kv in presents for t in kv))
+        h, presents = self.model.layers(ids, paired(past), attn_mask, position_ids)
+        return (self.model.lm_head(h), *flattened(presents))
 
 
 def save_pretrained(model: PyCoder, folder: Path) -> None:

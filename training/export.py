@@ -18,6 +18,18 @@ from fillpoint.models.pycoder import PyCoder, PyCoderSplitStep, PyCoderStep, fro
 OPSET = 17
 
 
+def cache_example(
+    layers: int, n_head: int, head_dim: int
+) -> tuple[list[torch.Tensor], list[str], list[str], dict[str, dict[int, str]]]:
+    """What a per-layer cache graph's export needs: example cache tensors (batch 2, two
+    cached tokens), the input and output names, and their dynamic axes."""
+    past = [torch.zeros((2, n_head, 2, head_dim)) for _ in range(2 * layers)]
+    pasts, presents = cache_names(layers, "past"), cache_names(layers, "present")
+    axes = {name: {0: "batch", 2: "past_seq"} for name in pasts}
+    axes |= {name: {0: "batch", 2: "total_seq"} for name in presents}
+    return past, pasts, presents, axes
+
+
 def export_onnx(model: PyCoder, path: Path) -> None:
     """Write the step graph (ids, attn_mask, position_ids, past_key_0, past_value_0, ...)
     -> (logits, present_key_0, present_value_0, ...), each cache tensor (B, H, P, D).
@@ -31,9 +43,8 @@ def export_onnx(model: PyCoder, path: Path) -> None:
     cfg = model.config
     head = cfg.n_embd // cfg.n_head
     ids = torch.zeros((2, 3), dtype=torch.long)
-    past = [torch.zeros((2, cfg.n_head, 2, head)) for _ in range(2 * cfg.n_layer)]
+    past, pasts, presents, cache_axes = cache_example(cfg.n_layer, cfg.n_head, head)
     mask, pos = (torch.from_numpy(a) for a in causal_inputs(2, 2, 3))
-    pasts, presents = cache_names(cfg.n_layer, "past"), cache_names(cfg.n_layer, "present")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -47,8 +58,7 @@ def export_onnx(model: PyCoder, path: Path) -> None:
                 "attn_mask": {0: "batch", 1: "seq", 2: "total_seq"},
                 "position_ids": {0: "batch", 1: "seq"},
                 "logits": {0: "batch", 1: "seq"},
-                **{name: {0: "batch", 2: "past_seq"} for name in pasts},
-                **{name: {0: "batch", 2: "total_seq"} for name in presents},
+                **cache_axes,
             },
             opset_version=OPSET,
             dynamo=False,

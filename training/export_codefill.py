@@ -17,10 +17,10 @@ import numpy as np
 import onnx
 import torch
 
-from fillpoint.completion.runtime import cache_names, run_cached
+from fillpoint.completion.runtime import run_cached
 from fillpoint.models.codefill import CodeFill, CodeFillSplitStep, from_pretrained
 
-from .export import OPSET, add_logits_window, quantize_int8, sha256
+from .export import OPSET, add_logits_window, cache_example, quantize_int8, sha256
 
 
 def head_names(model: CodeFill) -> list[str]:
@@ -39,13 +39,12 @@ def export_onnx(model: CodeFill, path: Path) -> None:
     model = model.float().eval()
     cfg = model.config
     ids = torch.zeros((2, 3), dtype=torch.long)
-    head = cfg.n_embd // cfg.n_head
-    past = [torch.zeros((2, cfg.n_head, 2, head)) for _ in range(2 * _layers(model))]
-    pasts, presents = cache_names(_layers(model), "past"), cache_names(_layers(model), "present")
+    past, pasts, presents, cache_axes = cache_example(
+        _layers(model), cfg.n_head, cfg.n_embd // cfg.n_head
+    )
     axes = {name: {0: "batch", 1: "seq"} for name in ("names", "types")}
     axes |= {name: {0: "batch"} for name in head_names(model)}  # (B, 1, V): the last position
-    axes |= {name: {0: "batch", 2: "past_seq"} for name in pasts}
-    axes |= {name: {0: "batch", 2: "total_seq"} for name in presents}
+    axes |= cache_axes
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -74,10 +73,10 @@ def parity(model: CodeFill, onnx_path: Path, steps: int = 3) -> float:
     seq_n, seq_t = names, types
     model = model.float().eval()
     worst = 0.0
+    heads = dict.fromkeys(head_names(model))
     for _ in range(steps):
         feed = {"names": names, "types": types, "last_n": np.array([1])}
         feed = {k: v for k, v in feed.items() if k in wanted}
-        heads = dict.fromkeys(head_names(model))
         outs, past = run_cached(sess, feed, past, names.shape[1], heads)
         with torch.no_grad():
             ref = model.step(torch.from_numpy(seq_n), torch.from_numpy(seq_t))
