@@ -147,6 +147,11 @@ def run_cached(
     return got, present
 
 
+# Causal inputs longer than this run in calls of this many tokens: in one call, attention
+# over the whole prompt outgrows the CPU caches. On the shipped decoder a 454-token prompt
+# took 50 ms in one call and 26 ms in four; a 326-token one, 20 and 17 ms.
+PREFILL_CHUNK = 128
+
 SHORT_TEXT, SHORT_MEMO = 64, 4096  # texts this short are remembered, this many at most
 HEAD_GRID = 2048  # a long text's remembered head ends on the first safe line after a multiple
 
@@ -299,6 +304,8 @@ class OnnxDecoder:
         (a `last_n` input), which saves the output head's work on the others.
         """
         ids = np.ascontiguousarray(ids, dtype=np.int64)
+        if mask is None and ids.shape[1] > PREFILL_CHUNK:
+            return self._chunked(ids, past, last)
         feed = {"input_ids": ids}
         if mask is not None and not self._explicit:
             raise EngineError("this model's graph has no attention-mask input")
@@ -312,6 +319,22 @@ class OnnxDecoder:
             return self._run_split(feed, past, last)
         logits, present = self.session.run(None, {**feed, "past": past})
         return logits, present
+
+    def _chunked(
+        self, ids: np.ndarray, past: np.ndarray, last: int | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`run` of a long causal input, PREFILL_CHUNK tokens per call; the same logits and
+        cache (rows are quantized one by one, so a row does not depend on its call)."""
+        T = ids.shape[1]
+        first = T - (last or T)  # the first position whose logits are returned
+        kept = []
+        for a in range(0, T, PREFILL_CHUNK):
+            b = min(a + PREFILL_CHUNK, T)
+            want = b - max(a, first)  # rows of this chunk that are returned
+            logits, past = self.run(ids[:, a:b], past, last=max(want, 1))
+            if want > 0:
+                kept.append(logits[:, logits.shape[1] - want :])
+        return np.concatenate(kept, axis=1), past
 
     def _run_split(
         self, feed: dict[str, np.ndarray], past: np.ndarray, last: int | None

@@ -147,6 +147,28 @@ def test_explicit_causal_inputs_equal_the_default(lm: OnnxDecoder) -> None:
     assert np.array_equal(default, explicit)
 
 
+@pytest.mark.parametrize("last", [None, 1, 3, 40])
+def test_a_long_prompt_runs_in_chunks_to_the_same_logits_and_cache(
+    lm: OnnxDecoder, last: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fillpoint.completion import runtime
+
+    monkeypatch.setattr(runtime, "PREFILL_CHUNK", 32)  # the tiny model sees 128 tokens
+    text = "".join(f"def f{i}(x):\n    return x * {i}\n\n" for i in range(20))
+    ids = np.asarray([lm.encode(text)[:84]])
+    calls: list[int] = []
+    run = lm._run_split
+    monkeypatch.setattr(
+        lm, "_run_split", lambda feed, *a: calls.append(feed["input_ids"].shape[1]) or run(feed, *a)
+    )
+    chunked, present = lm.run(ids, lm.empty_past(1), last=last)
+    assert calls == [32, 32, 20]
+    whole, want = lm.run(ids, lm.empty_past(1), *runtime.causal_inputs(1, 0, ids.shape[1]))
+    assert chunked.shape == (1, last or ids.shape[1], whole.shape[2])
+    assert np.abs(chunked - whole[:, whole.shape[1] - chunked.shape[1] :]).max() < 1e-4
+    assert np.abs(present - want).max() < 1e-4
+
+
 # --- failures -------------------------------------------------------------------------------
 
 
