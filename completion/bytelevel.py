@@ -130,6 +130,8 @@ class ByteLevel:
         groups; with `tol` > 0, the least probable candidates by `row` are dropped first."""
         if self.tol > 0 and len(cand):
             cand = cand[above_tail(np.exp(row[cand]), self.tol)]
+        elif cand is self.ordinary:
+            return self.valid.extensions(base)  # every ordinary token: answered from caches
         return self.valid.extensions(base, cand)
 
     def _rows(self, prefix: Ids, rows: dict[Ids, np.ndarray], heads: set[Ids]) -> None:

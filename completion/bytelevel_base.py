@@ -189,9 +189,11 @@ class CoverSet:
 
     def subset(self, keep: np.ndarray) -> CoverSet:
         """The covers where `keep` is true, heads renumbered."""
-        used, head = np.unique(self.head[keep], return_inverse=True)
-        heads = [self.heads[i] for i in used.tolist()]
-        return CoverSet(heads, head.reshape(-1), self.last[keep], self.start[keep], self.logq[keep])
+        kept = self.head[keep]
+        used = np.bincount(kept, minlength=len(self.heads)) > 0  # (a few heads: no sort)
+        renumber = np.cumsum(used) - 1
+        heads = [h for h, u in zip(self.heads, used.tolist(), strict=True) if u]
+        return CoverSet(heads, renumber[kept], self.last[keep], self.start[keep], self.logq[keep])
 
     def __add__(self, other: CoverSet) -> CoverSet:
         return CoverSet(

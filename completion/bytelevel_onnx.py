@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from itertools import accumulate
 
 import numpy as np
@@ -151,9 +152,10 @@ class _OnnxStream:
 
 
 def _row(logits: np.ndarray) -> np.ndarray:
-    """A kept row of next-token log-probs: float32, which is what the model computes in, at
-    half the memory of the float64 that `log_softmax` returns (rows are kept by hundreds)."""
-    return log_softmax(logits).astype(np.float32)
+    """Kept rows of next-token log-probs over the last axis: float32, which is what the model
+    computes in, at half the memory of float64 (rows are kept by hundreds)."""
+    z = logits - logits.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
 def _shared_start(tails: Sequence[Ids]) -> Ids:
@@ -165,11 +167,25 @@ def _shared_start(tails: Sequence[Ids]) -> Ids:
     return tails[0][: max(n, 0)]
 
 
+@dataclass
+class _TailTree:
+    """Tail tokens run after one prefix: `past` holds the prefix's `base` entries, then every
+    tail token run since, at the entry `slots` gives for the tail that ends with it."""
+
+    past: np.ndarray
+    slots: dict[Ids, int]
+    base: int
+
+
 class OnnxScorer:
-    """A `Scorer` over `OnnxDecoder`: the prefix's KV cache is computed once and kept (LRU);
-    all tails are scored in one batched call from it, right-padded (the model is causal, so
-    padding after a tail does not change its rows). The KV of the tails' shared start is kept
-    too: a beam's tails grow a byte at a time, so each call runs only their new tokens."""
+    """A `Scorer` over `OnnxDecoder`: the prefix's KV cache is computed once and kept (LRU).
+
+    A graph with a mask input runs the tails as a token tree on one cache that grows from
+    call to call (`_TailTree`): every tail token run so far stays in it, hidden from the
+    others by the mask, so a call runs only the tokens no earlier call ran (a beam's tails
+    mostly share all but their last token with the step before). Other graphs score the
+    tails in one batched call, right-padded (the model is causal, so padding after a tail
+    does not change its rows), from the kept KV of their shared start."""
 
     def __init__(
         self,
@@ -178,9 +194,11 @@ class OnnxScorer:
         cached_prefixes: int = 2,
         max_rows: int = 128,
         shared_starts: int = 2,
+        tree_room: int = 256,
     ) -> None:
         self.lm, self.max_batch, self.cached = lm, max_batch, cached_prefixes
-        self.max_rows, self.shared_starts = max_rows, shared_starts
+        self.max_rows, self.shared_starts, self.tree_room = max_rows, shared_starts, tree_room
+        self._trees: dict[Ids, _TailTree] = {}  # per kept prefix, on graphs with a mask input
         # prefix -> (rows keyed by tail, KV caches keyed by tail: () is the prefix's own)
         self._cache: OrderedDict[Ids, tuple[dict[Ids, np.ndarray], dict[Ids, np.ndarray]]]
         self._cache = OrderedDict()
@@ -219,7 +237,7 @@ class OnnxScorer:
         logits, past = self._run(np.asarray([prefix[n:]]), past, last=1)
         entry = self._cache[prefix] = ({(): _row(logits[0, -1])}, {(): past})
         while len(self._cache) > self.cached:
-            self._cache.popitem(last=False)
+            self._trees.pop(self._cache.popitem(last=False)[0], None)
         return entry
 
     def _keep(self, kv: dict[Ids, np.ndarray], tail: Ids, past: np.ndarray) -> None:
@@ -233,8 +251,6 @@ class OnnxScorer:
     ) -> np.ndarray:
         """Run the tails after `start`, store their new rows, and return the KV after the
         last token run (that of the tail itself when there is one tail)."""
-        if len(chunk) > 1 and getattr(self.lm, "tree_inputs", False):
-            return self._run_tree(rows, kv, chunk, start)
         ids = np.zeros((len(chunk), max(len(t) for t in chunk) - len(start)), np.int64)
         for b, tail in enumerate(chunk):
             ids[b, : len(tail) - len(start)] = tail[len(start) :]
@@ -245,38 +261,39 @@ class OnnxScorer:
                     rows[tail[:k]] = _row(logits[b, k - len(start) - 1])
         return present
 
-    def _run_tree(
-        self, rows: dict[Ids, np.ndarray], kv: dict[Ids, np.ndarray], chunk: list[Ids], start: Ids
-    ) -> np.ndarray:
-        """The tails as branches of one batch-1 call: every new token sees the cache of
-        `start` and the tokens before it on its own tail (a tree mask with explicit
-        positions), so the cache is shared instead of copied per tail."""
-        past = kv[start]
-        P = past.shape[4]
-        tokens: list[int] = []
-        depth: list[int] = []
-        where: list[list[int]] = []  # per tail: the flat index of each of its new tokens
+    def _grow_tree(
+        self, prefix: Ids, rows: dict[Ids, np.ndarray], past: np.ndarray, chunk: list[Ids]
+    ) -> None:
+        """Run the tokens of `chunk` that the prefix's tail tree lacks, in one call: each sees
+        the prefix and its own tail's earlier tokens, wherever in the cache they are."""
+        tree = self._trees.get(prefix)
+        if tree is None or tree.past.shape[4] - tree.base > self.tree_room:
+            tree = self._trees[prefix] = _TailTree(past, {}, past.shape[4])
+        new: dict[Ids, int] = {}  # tail[:k] not in the tree -> its index in this call
         for tail in chunk:
-            mine = []
-            for k, token in enumerate(tail[len(start) :]):
-                mine.append(len(tokens))
-                tokens.append(token)
-                depth.append(k)
-            where.append(mine)
-        n = len(tokens)
-        mask = np.zeros((1, n, P + n), bool)
-        mask[0, :, :P] = True
-        for mine in where:
-            for k, i in enumerate(mine):
-                mask[0, i, [P + j for j in mine[: k + 1]]] = True
-        pos = (P + np.asarray(depth, np.int64))[None]
-        logits, present = self._run(np.asarray([tokens], np.int64), past, mask=mask, pos=pos)
-        for tail, mine in zip(chunk, where, strict=True):
-            for k, i in enumerate(mine):
-                key = tail[: len(start) + k + 1]
-                if key not in rows:
-                    rows[key] = _row(logits[0, i])
-        return present
+            for k in range(1, len(tail) + 1):
+                if tail[:k] not in tree.slots and tail[:k] not in new:
+                    new[tail[:k]] = len(new)  # parents come before their children
+        if not new:
+            return
+        S, n = tree.past.shape[4], len(new)
+        mask = np.zeros((1, n, S + n), bool)
+        for i, key in enumerate(new):
+            parent = key[:-1]
+            if parent in new:
+                mask[0, i] = mask[0, new[parent]]
+            else:  # the prefix and tree tokens: the parent and all of its starts are there
+                mask[0, i, : tree.base] = True
+                mask[0, i, [tree.slots[key[:k]] for k in range(1, len(key))]] = True
+            mask[0, i, S + i] = True
+        pos = (tree.base + np.asarray([len(key) - 1 for key in new], np.int64))[None]
+        ids = np.asarray([[key[-1] for key in new]], np.int64)
+        logits, tree.past = self._run(ids, tree.past, mask=mask, pos=pos)
+        tree.slots.update((key, S + i) for key, i in new.items())
+        fresh = [(key, i) for key, i in new.items() if key not in rows]
+        if fresh:  # one pass over the new rows
+            made = _row(logits[0, [i for _, i in fresh]])
+            rows.update(zip((key for key, _ in fresh), made, strict=True))
 
     def rows(self, prefix: Ids, tails: Sequence[Ids]) -> dict[Ids, np.ndarray]:
         """Rows after `prefix + tail[:k]`: one model call per `max_batch` maximal tails, from
@@ -289,6 +306,12 @@ class OnnxScorer:
             # a kept start's own rows are gone with them: tails run from it would lack them
             for start in [k for k in kv if k]:
                 del kv[start]
+            self._trees.pop(prefix, None)
+        if getattr(self.lm, "tree_inputs", False):
+            todo = [t for t in dict.fromkeys(tails) if t not in rows]
+            for j in range(0, len(todo), self.max_batch):
+                self._grow_tree(prefix, rows, kv[()], todo[j : j + self.max_batch])
+            return rows
         todo = {t for t in tails if t not in rows}
         todo = sorted(t for t in todo if not any(o[: len(t)] == t and o != t for o in todo))
         for j in range(0, len(todo), self.max_batch):
@@ -321,7 +344,7 @@ class ByteLevelDecoder:
     rows, encodings): use one instance per worker thread, or call it under a lock.
     """
 
-    def __init__(self, lm: OnnxDecoder, tol: float = 1e-6, eps: float = 1e-3) -> None:
+    def __init__(self, lm: OnnxDecoder, tol: float = 0.0, eps: float = 1e-3) -> None:
         self.lm, self.eps = lm, eps
         self.tok = HFByteTokenizer(lm.tokenizer, lm.token_bytes, lm.special_ids)
         self.scorer = OnnxScorer(lm)

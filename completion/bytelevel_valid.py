@@ -41,6 +41,7 @@ from .bytelevel_base import ByteTokenizer, Ids
 PROJECT_PATTERN = r" ?[\p{L}_][\p{L}\p{N}_]*| ?\p{N}+| ?[^\s\p{L}\p{N}_]+|\s+(?!\S)|\s+"
 ASCII_SPACE = " \t\n\x0b\x0c\r"  # what the regex's \s matches below 128
 _INF = np.iinfo(np.int64).max
+ARRAYS_KEPT = 64  # vocabulary-sized arrays cached per squeezed base (4x that per last id)
 Classes = Callable[[str], "str | None"]
 
 
@@ -200,13 +201,23 @@ class ValidityIndex:
         self._heads: OrderedDict[tuple[bytes, tuple[int, ...]], tuple[Ids, int]] = OrderedDict()
         self._pairs: OrderedDict[int, np.ndarray] = OrderedDict()
         self._slow: OrderedDict[bytes, dict[int, Ids | None]] = OrderedDict()
+        # the whole vocabulary as candidates (`every`): its tokens by junction, per squeezed
+        # base, and the valid ones of a junction per last id of BPE(w), so that a base costs
+        # a few cache look-ups instead of numpy passes over the vocabulary
+        self.every = np.asarray(ordinary, np.int64)
+        self._members: OrderedDict[bytes, list[np.ndarray]] = OrderedDict()
+        self._valid_of: OrderedDict[tuple[bytes, int, int], np.ndarray] = OrderedDict()
+        self._prefix_ends = {s[:k] for s in self.added for k in range(1, len(s))}
+        self._longest_added = max((len(s) for s in self.added), default=0)
 
-    def _lru(self, table: OrderedDict, key: object, make: Callable[[], object]) -> object:
+    def _lru(
+        self, table: OrderedDict, key: object, make: Callable[[], object], size: int = 0
+    ) -> object:
         if key in table:
             table.move_to_end(key)
             return table[key]
         value = table[key] = make()
-        while len(table) > self.cache:
+        while len(table) > (size or self.cache):
             table.popitem(last=False)
         return value
 
@@ -237,27 +248,87 @@ class ValidityIndex:
         assert tree is not None
         return self._lru(self._pairs, a, lambda: self.word & ~tree.blocked(a))  # type: ignore[return-value]
 
-    def extensions(self, base: bytes, cand: np.ndarray) -> list[tuple[Ids, np.ndarray]]:
+    def _ends_added_prefix(self, base: bytes) -> bool:
+        """True if `base` ends with the start of an added token's text (`<fim_mi`)."""
+        longest = min(self._longest_added - 1, len(base))
+        return any(base[len(base) - k :] in self._prefix_ends for k in range(1, longest + 1))
+
+    def extensions(
+        self, base: bytes, cand: np.ndarray | None = None
+    ) -> list[tuple[Ids, np.ndarray]]:
         """The valid candidates, as (head, tokens) groups: encode(base + t) == head + [t].
-        Junctions are cached by the squeezed base, so `.pa`, `.pat` and `.va` share them."""
+        `cand` None: every ordinary token (`every`), the search's usual question, answered
+        from caches. Junctions are cached by the squeezed base, so `.pa`, `.pat` and `.va`
+        share them."""
         sq = squeeze(base, self.classes) if self.shapes and not open_char(base) else None
         if sq is None or any(s in base for s in self.added):
-            return self._slow_extensions(base, cand)
+            return self._slow_extensions(base, self.every if cand is None else cand)
         key, at = sq
         of_token, junctions = self._lru(self._junctions, key, lambda: self._junctions_of(key))  # type: ignore[misc]
+        closing = self._ends_added_prefix(base)
+        if cand is None:
+            return self._every_extension(base, key, at, junctions, closing)
         slow = self.shape_id[cand] < 0
-        if any(base.endswith(s[:k]) for s in self.added for k in range(1, len(s))):
+        if closing:
             slow |= self.closes[cand]
         jid = np.where(slow, -1, of_token[cand])
         out = []
         for j in np.flatnonzero(np.bincount(jid + 1, minlength=len(junctions) + 1)[1:]):
-            cuts = tuple(at[c] for c in junctions[j])
-            head, a = self._lru(self._heads, (base, cuts), lambda c=cuts: self._head(base, c))  # type: ignore[misc]
+            head, a = self._junction_head(base, at, junctions[j])
             ts = cand[jid == j]
             out.append((head, ts[self.alone[ts] if a < 0 else self._pair_ok(a)[ts]]))
         if slow.any():
             out += self._slow_extensions(base, cand[slow])
         return out
+
+    def _junction_head(
+        self, base: bytes, at: list[int], junction: tuple[int, ...]
+    ) -> tuple[Ids, int]:
+        """`_head` for a junction (pre-token starts in squeezed positions), cached."""
+        cuts = tuple(at[c] for c in junction)
+        return self._lru(self._heads, (base, cuts), lambda: self._head(base, cuts))  # type: ignore[return-value]
+
+    def _every_extension(
+        self,
+        base: bytes,
+        key: bytes,
+        at: list[int],
+        junctions: list[tuple[int, ...]],
+        closing: bool,
+    ) -> list[tuple[Ids, np.ndarray]]:
+        """`extensions` over every ordinary token: the tokens of each junction and the valid
+        ones among them come from caches keyed by the squeezed base and the last id a."""
+        members: list[np.ndarray] = self._lru(
+            self._members, key, lambda: self._members_of(key), ARRAYS_KEPT
+        )  # type: ignore[assignment]
+        out = []
+        for j, ts in enumerate(members[:-1]):
+            if not len(ts):
+                continue
+            head, a = self._junction_head(base, at, junctions[j])
+            valid = self._lru(
+                self._valid_of,
+                (key, j, a),
+                lambda ts=ts, a=a: ts[self.alone[ts] if a < 0 else self._pair_ok(a)[ts]],
+                4 * ARRAYS_KEPT,
+            )
+            if closing:  # tokens that could close an added text take the slow path
+                valid = valid[~self.closes[valid]]
+            out.append((head, valid))
+        slow = members[-1]
+        if closing:
+            slow = np.union1d(slow, self.every[self.closes[self.every]])
+        if len(slow):
+            out += self._slow_extensions(base, slow)
+        return out
+
+    def _members_of(self, key: bytes) -> list[np.ndarray]:
+        """The ordinary tokens of each junction of a squeezed base, in vocabulary order, then
+        the tokens without a shape (the slow path)."""
+        of_token, junctions = self._lru(self._junctions, key, lambda: self._junctions_of(key))  # type: ignore[misc]
+        jid, every = of_token[self.every], self.every.astype(np.int32)
+        slow = every[self.shape_id[self.every] < 0]  # (crossed tokens are never last: gone)
+        return [every[jid == j] for j in range(len(junctions))] + [slow]
 
     def _slow_extensions(self, base: bytes, cand: np.ndarray) -> list[tuple[Ids, np.ndarray]]:
         """The definition: encode base + t for each candidate (cached per base)."""

@@ -462,6 +462,27 @@ def test_onnx_scorer_runs_tails_as_a_tree_on_one_shared_cache(real_tok: Tokenize
     assert set(batches) == {1}  # the prefix's cache is never copied per tail
 
 
+def test_onnx_scorer_tree_runs_only_tokens_no_earlier_call_ran(real_tok: Tokenizer) -> None:
+    lm = FakeDecoder(real_tok)
+    lm.tree_inputs = True  # type: ignore[attr-defined]
+    fast, slow = OnnxScorer(lm, tree_room=6), StatelessScorer(lm.hash_lm)
+    ran: list[int] = []
+    run = lm.run
+    lm.run = lambda ids, *a, **k: ran.append(ids.shape[1]) or run(ids, *a, **k)  # type: ignore[method-assign]
+    prefix = (lm.eot_token, 50, 60, 70)
+    steps = [
+        [(3, 4), (3, 7)],  # (3,), (3, 4), (3, 7): three tokens
+        [(3, 4, 5), (3, 7, 8), (9,)],  # one new token each
+        [(3, 4, 5, 6)],  # one more: the tree holds 7 tokens past its room of 6
+        [(3, 4, 5, 6, 1)],  # so the tree starts again from the prefix: all five run
+    ]
+    for tails in steps:
+        got, want = fast.rows(prefix, tails), slow.rows(prefix, tails)
+        for key in want:
+            assert np.allclose(got[key], want[key], atol=1e-5), key
+    assert ran[1:] == [3, 3, 1, 5]  # (the first call is the prefix's own)
+
+
 def test_onnx_scorer_bounds_its_rows_without_losing_a_kept_starts_rows(
     real_tok: Tokenizer,
 ) -> None:

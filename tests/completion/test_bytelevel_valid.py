@@ -38,9 +38,14 @@ def by_definition(tok: ByteTokenizer, base: bytes) -> set[Ids]:
 
 
 def check(tok: ByteTokenizer, index: ValidityIndex, base: bytes) -> None:
-    """The fast path agrees with the definition for base and every token."""
+    """The fast path agrees with the definition for base and every token, given as an
+    array of candidates or as None (the cached whole-vocabulary path, asked twice: built,
+    then read back)."""
     everything = np.flatnonzero([bool(b) for b in tok.token_bytes])
-    assert covers(index.extensions(base, everything)) == by_definition(tok, base), base
+    want = by_definition(tok, base)
+    assert covers(index.extensions(base, everything)) == want, base
+    for _ in range(2):
+        assert covers(index.extensions(base)) == want, base
 
 
 @st.composite
