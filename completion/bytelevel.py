@@ -119,7 +119,7 @@ class ByteLevel:
         self.specials = np.asarray(sorted(i for i, b in enumerate(tb) if not b), np.int64)
         self.ordinary = np.flatnonzero(self.first_byte >= 0)
         self.size = np.asarray([len(b) for b in tb], np.int64)
-        self.byte_at = np.zeros((len(tb), max(self.size.max(initial=0), 1)), np.int64)
+        self.byte_at = np.zeros((len(tb), max(self.size.max(initial=0), 1)), np.uint8)
         for i, b in enumerate(tb):
             self.byte_at[i, : len(b)] = list(b)
 

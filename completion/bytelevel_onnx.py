@@ -192,9 +192,9 @@ class OnnxScorer:
         lm: OnnxDecoder,
         max_batch: int = 16,
         cached_prefixes: int = 2,
-        max_rows: int = 128,
+        max_rows: int = 64,
         shared_starts: int = 2,
-        tree_room: int = 256,
+        tree_room: int = 128,
     ) -> None:
         self.lm, self.max_batch, self.cached = lm, max_batch, cached_prefixes
         self.max_rows, self.shared_starts, self.tree_room = max_rows, shared_starts, tree_room

@@ -41,7 +41,7 @@ from .bytelevel_base import ByteTokenizer, Ids
 PROJECT_PATTERN = r" ?[\p{L}_][\p{L}\p{N}_]*| ?\p{N}+| ?[^\s\p{L}\p{N}_]+|\s+(?!\S)|\s+"
 ASCII_SPACE = " \t\n\x0b\x0c\r"  # what the regex's \s matches below 128
 _INF = np.iinfo(np.int64).max
-ARRAYS_KEPT = 64  # vocabulary-sized arrays cached per squeezed base (4x that per last id)
+ARRAYS_KEPT = 16  # vocabulary-sized arrays cached per squeezed base (4x that per last id)
 Classes = Callable[[str], "str | None"]
 
 
@@ -222,16 +222,17 @@ class ValidityIndex:
         return value
 
     def _junctions_of(self, key: bytes) -> tuple[np.ndarray, list[tuple[int, ...]]]:
-        """For a squeezed base: each token's junction number (-1: no shape, or t is crossed
-        and never last) and each junction's pre-token starts up to len(key); the last start
-        is where t's pre-token starts (len(key) for a split, earlier for a glue)."""
+        """For a squeezed base: each shape's junction number (-1: t is crossed and never
+        last; the last slot, -1, stands for no shape: index it by `shape_id`) and each
+        junction's pre-token starts up to len(key); the last start is where t's pre-token
+        starts (len(key) for a split, earlier for a glue)."""
         table, junctions = np.full(len(self.shapes) + 1, -1, np.int32), {}  # last slot: no shape
         for k, probe in enumerate(self.shapes):
             starts = self.tok.pretoken_starts(key + probe)
             if not any(len(key) < p < len(key) + len(probe) for p in starts):
                 cuts = tuple(p for p in starts if p <= len(key))
                 table[k] = junctions.setdefault(cuts, len(junctions))
-        return table[self.shape_id], list(junctions)
+        return table, list(junctions)
 
     def _head(self, base: bytes, cuts: tuple[int, ...]) -> tuple[Ids, int]:
         """The ids before t: BPE of each pre-token of base, the last one being w = base[s:]
@@ -246,7 +247,7 @@ class ValidityIndex:
         """(V,) True for the tokens t with BPE(w + t) == BPE(w) + [t] when BPE(w) ends with a."""
         tree = self.tree
         assert tree is not None
-        return self._lru(self._pairs, a, lambda: self.word & ~tree.blocked(a))  # type: ignore[return-value]
+        return self._lru(self._pairs, a, lambda: self.word & ~tree.blocked(a), 8 * ARRAYS_KEPT)  # type: ignore[return-value]
 
     def _ends_added_prefix(self, base: bytes) -> bool:
         """True if `base` ends with the start of an added token's text (`<fim_mi`)."""
@@ -264,14 +265,14 @@ class ValidityIndex:
         if sq is None or any(s in base for s in self.added):
             return self._slow_extensions(base, self.every if cand is None else cand)
         key, at = sq
-        of_token, junctions = self._lru(self._junctions, key, lambda: self._junctions_of(key))  # type: ignore[misc]
+        of_shape, junctions = self._lru(self._junctions, key, lambda: self._junctions_of(key))  # type: ignore[misc]
         closing = self._ends_added_prefix(base)
         if cand is None:
             return self._every_extension(base, key, at, junctions, closing)
         slow = self.shape_id[cand] < 0
         if closing:
             slow |= self.closes[cand]
-        jid = np.where(slow, -1, of_token[cand])
+        jid = np.where(slow, -1, of_shape[self.shape_id[cand]])
         out = []
         for j in np.flatnonzero(np.bincount(jid + 1, minlength=len(junctions) + 1)[1:]):
             head, a = self._junction_head(base, at, junctions[j])
@@ -325,8 +326,8 @@ class ValidityIndex:
     def _members_of(self, key: bytes) -> list[np.ndarray]:
         """The ordinary tokens of each junction of a squeezed base, in vocabulary order, then
         the tokens without a shape (the slow path)."""
-        of_token, junctions = self._lru(self._junctions, key, lambda: self._junctions_of(key))  # type: ignore[misc]
-        jid, every = of_token[self.every], self.every.astype(np.int32)
+        of_shape, junctions = self._lru(self._junctions, key, lambda: self._junctions_of(key))  # type: ignore[misc]
+        jid, every = of_shape[self.shape_id[self.every]], self.every.astype(np.int32)
         slow = every[self.shape_id[self.every] < 0]  # (crossed tokens are never last: gone)
         return [every[jid == j] for j in range(len(junctions))] + [slow]
 
