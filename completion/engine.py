@@ -18,7 +18,7 @@ from .codefill_runtime import CodeFillRuntime
 from .context import Context, build_context
 from .documents import Document
 from .postprocess import clean_inline
-from .recycling import Recycler
+from .recycling import DRAFTERS, Recycler
 from .runtime import OnnxDecoder
 from .typed_through import TypedThrough
 from .types import (
@@ -69,7 +69,7 @@ class Engine:
         self._bytelevel_lock = threading.Lock()  # the decoder keeps caches: one call at a time
         self._no_bytelevel = False
         self._caches: dict[str, decoding.PrefixCache] = {}
-        self._recycler: Recycler | None = None  # its table learns across requests
+        self._recyclers: dict[str, Recycler] = {}  # by `line_drafts`
         self._codefill: CodeFillRuntime | None = None  # the name model, when the release has one
         self._typed = TypedThrough()
         self._side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fillpoint-codefill")
@@ -98,7 +98,12 @@ class Engine:
             # share their start; a fill-in-the-middle prompt keeps an entry of its own
             shared = decoding.PrefixCache(lm)
             self._caches = {"complete": shared, "inline": shared}
-            self._recycler = Recycler(lm) if lm.tree_inputs else None
+            # drafters keep what they learn across requests (the table)
+            self._recyclers = (
+                {kind: Recycler(lm, **cfg) for kind, cfg in DRAFTERS.items()}
+                if lm.tree_inputs
+                else {}
+            )
             self._typed = TypedThrough()  # answers of the previous model are not reused
             self.model_name, self.error = lm.info.name, None
 
@@ -339,7 +344,7 @@ class Engine:
         else:
             prompt = self._line_prompt(lm, ctx)
             cache, n = self._caches.get("inline"), self.settings.max_inline_tokens
-            recycler = self._recycler if self.settings.token_recycling else None
+            recycler = self._recyclers.get(self.settings.line_drafts)
             if recycler is not None and recycler.lm is lm:
                 text, mean_logp = recycler.greedy_line(vocab, prompt, n, cancel, cache)
             else:

@@ -8,6 +8,12 @@ attention mask (a node sees the cache and its own ancestors) and per-node positi
 walks it along the greedy choices: the longest matching path is accepted, the model's choice
 after it comes free, and only the accepted path's keys/values join the cache.
 
+Drafts also come from the document itself (prompt lookup): when the last tokens occurred
+before in the prompt or the line so far, the tokens that followed them there are drafted as
+one chain, in place of the table's tree. Code repeats itself (`self.x = x`, a call pattern,
+the suffix below the cursor), and on this CPU a call costs more with every token it runs, so
+one likely chain pays where a wide tree does not (docs/benchmarks.md).
+
 The choice at every token goes through the same `LineState` as plain greedy decoding, so the
 output is the same; per-row int8 activation scales keep a node's logits independent of the
 rest of the tree (float rounding aside).
@@ -95,15 +101,78 @@ class AdjacencyTable:
         return tokens
 
 
-class Recycler:
-    """Token Recycling for one model; the table persists across requests."""
+def document_draft(ids: np.ndarray, length: int, longest: int = 4) -> np.ndarray:
+    """Up to `length` tokens that followed the latest earlier occurrence of the longest suffix
+    of `ids` (at most `longest` tokens) that occurred before; empty if the last token is new."""
+    n = len(ids)
+    if n < 2 or length <= 0:
+        return ids[:0]
+    at = np.flatnonzero(ids[: n - 1] == ids[n - 1])  # where the last token occurred before
+    for m in range(1, longest):  # keep the matches that also match one more token back
+        ok = at[at >= m]
+        ok = ok[ids[ok - m] == ids[n - 1 - m]]
+        if not len(ok):
+            break
+        at = ok
+    if not len(at):
+        return ids[:0]
+    return ids[at[-1] + 1 : at[-1] + 1 + length]
 
-    def __init__(self, lm: OnnxDecoder, nodes: int = 16, depth: int = 5, k: int = 8) -> None:
-        self.lm = lm
+
+@dataclass(frozen=True)
+class Draft:
+    """One call's nodes: tokens, each node's parent (-1 for the root) and depth, and which
+    nodes each node sees (itself and its ancestors)."""
+
+    tokens: np.ndarray
+    parent: np.ndarray
+    depth: np.ndarray
+    ancestors: np.ndarray
+
+    @classmethod
+    def chain(cls, tokens: np.ndarray) -> Draft:
+        """A root and the tokens after it, each the child of the one before."""
+        n = len(tokens)
+        return cls(tokens, np.arange(-1, n - 1), np.arange(n), np.tril(np.ones((n, n), bool)))
+
+
+# The drafters `EngineSettings.line_drafts` names: Token Recycling's tree from the table, or
+# a chain from the document. On held-out lines (`fillpoint bench --decoding`) the tree ran at
+# 0.6x the speed of plain greedy decoding and document chains of 3 to 6 tokens at 1.2-1.3x.
+DRAFTERS: dict[str, dict[str, int]] = {
+    "table": {"nodes": 16, "depth": 5},
+    "document": {"nodes": 1, "depth": 0, "chain": 4},
+}
+
+
+class Recycler:
+    """Token Recycling for one model; the table persists across requests.
+
+    `chain` > 0 drafts up to that many tokens from the document when its last tokens occurred
+    before (`document_draft`), and the table's tree otherwise.
+    """
+
+    def __init__(
+        self, lm: OnnxDecoder, nodes: int = 16, depth: int = 5, k: int = 8, chain: int = 0
+    ) -> None:
+        self.lm, self.chain = lm, chain
         self.table = AdjacencyTable(lm.n_vocab, k)
         self.shape = tree_shape(nodes, depth, k)
         self.calls = 0  # model calls made, prefills included
         self.tokens = 0  # tokens decoded by those calls
+
+    def _draft(self, root: int, history: np.ndarray, limit: int) -> Draft:
+        """The nodes to run after `history` (the prompt and the line so far), `root` first,
+        at most `limit` below it."""
+        if self.chain > 0 and limit > 0:
+            seen = np.append(history, root)
+            found = document_draft(seen, min(self.chain, limit))
+            if len(found):
+                return Draft.chain(np.append(root, found))
+        shape = self.shape
+        n = int(np.searchsorted(shape.depth, limit, side="right"))
+        tokens = self.table.draft(root, shape, n)
+        return Draft(tokens, shape.parent[:n], shape.depth[:n], shape.ancestors[:n, :n])
 
     def greedy_line(
         self,
@@ -114,35 +183,38 @@ class Recycler:
         cache: PrefixCache | None = None,
     ) -> tuple[str, float]:
         """What `decoding.greedy_line` returns, in fewer model calls."""
-        lm, shape = self.lm, self.shape
+        lm = self.lm
         ids = _window(lm, prompt.ids, max_tokens)
         logp, past = _prefill(lm, ids, cache)
         self.calls += 1
-        self.table.update(np.asarray(ids[-1:]), logp)
+        if self.shape.size > 1:
+            self.table.update(np.asarray(ids[-1:]), logp)
         state = LineState(vocab, prompt.need, max_tokens)
         if cancel is not None:
             cancel.check()
         root = state.push(logp[0])
         # Rejected drafts stay in the cache, hidden by the mask: no copy of the cache per step.
         seen = np.ones(past.shape[4], bool)  # which cached entries are real tokens
+        history = np.asarray(ids, np.int64)  # the prompt, then the tokens accepted
         while root is not None and not state.done:
             if cancel is not None:
                 cancel.check()
             S, P = len(seen), int(seen.sum())  # cached entries; real tokens among them
-            # nodes past the context or the token budget are left out (a breadth-first prefix)
+            # nodes past the context or the token budget are left out
             limit = min(lm.block_size - 1 - P, max_tokens - len(state.ids) - 1)
-            n = int(np.searchsorted(shape.depth, limit, side="right"))
-            tokens = self.table.draft(root, shape, n)
+            draft = self._draft(root, history, limit)
+            tokens, n = draft.tokens, len(draft.tokens)
             mask = np.zeros((1, n, S + n), bool)
             mask[0, :, :S] = seen
-            mask[0, :, S:] = shape.ancestors[:n, :n]
-            pos = (P + shape.depth[:n])[None].astype(np.int64)
+            mask[0, :, S:] = draft.ancestors
+            pos = (P + draft.depth)[None].astype(np.int64)
             logits, past = lm.run(tokens[None], past, mask, pos)
             self.calls += 1
-            self.table.update(tokens, logits[0])
+            if self.shape.size > 1:  # the table drafts only into a tree beyond the root
+                self.table.update(tokens, logits[0])
             kids: dict[int, dict[int, int]] = {}
             for i in range(1, n):
-                kids.setdefault(int(shape.parent[i]), {}).setdefault(int(tokens[i]), i)
+                kids.setdefault(int(draft.parent[i]), {}).setdefault(int(tokens[i]), i)
             node, path = 0, [0]
             while True:
                 t = state.push(log_softmax(logits[0, node]))
@@ -154,5 +226,6 @@ class Recycler:
                 path.append(node)
             seen = np.concatenate([seen, np.zeros(n, bool)])
             seen[S + np.asarray(path)] = True
+            history = np.append(history, tokens[path])
         self.tokens += len(state.ids)
         return state.result()

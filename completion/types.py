@@ -11,6 +11,7 @@ from typing import Literal
 # replay byte-level ghost text doubles the inline p95 and takes ~100 MiB more memory, over
 # the 300 MiB target (docs/benchmarks.md).
 MidTokenMode = Literal["auto", "bytelevel", "healing", "naive"]
+LineDrafts = Literal["document", "table", "off"]
 
 
 class EngineError(Exception):
@@ -106,6 +107,8 @@ class EngineSettings:
     # level ensembling, at codefill_weight) instead of the mixture of whole names; off
     # because it ranks no better on held-out code (docs/evaluation)
     byte_ensemble: bool = False
-    # Token Recycling for inline completion: the same text; off because on this model it
-    # accepts too few drafts to beat plain greedy decoding (docs/benchmarks.md)
-    token_recycling: bool = False
+    # Drafts for inline completion, verified in one call each (the same text as one token
+    # per call): "document" drafts the tokens that followed the line's last tokens earlier in
+    # the document, "table" Token Recycling's tree; "document" pays on this model, the
+    # table's tree does not (`recycling.DRAFTERS`, docs/benchmarks.md)
+    line_drafts: LineDrafts = "document"

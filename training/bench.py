@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=20,
         metavar="N",
-        help="also time line decoding, greedy against Token Recycling, on N lines per file (0: no)",
+        help="also time line decoding (greedy, Token Recycling, document drafts) on N lines "
+        "per file (0: no)",
     )
     p.add_argument(
         "--profile",

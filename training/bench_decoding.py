@@ -1,9 +1,10 @@
-"""Line decoding speed: plain greedy decoding against Token Recycling, in-process.
+"""Line decoding speed: plain greedy decoding against the drafters of `recycling.DRAFTERS`
+(Token Recycling's table tree, and chains drafted from the document), in-process.
 
 Each held-out file gives line prompts in file order (a random cut inside a code line, the
 rest of the file below as the fill-in-the-middle suffix), decoded the way inline completion
-decodes them. Both decoders start from the same cached prompt, so the time is the decoding
-itself; the recycler keeps its table from line to line, as the engine keeps it across
+decodes them. Every decoder starts from the same cached prompt, so the time is the decoding
+itself; a drafter keeps its table from line to line, as the engine keeps it across
 requests. CPU time of this process (onnxruntime's threads included) is what is compared.
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fillpoint.completion import decoding
-from fillpoint.completion.recycling import Recycler
+from fillpoint.completion.recycling import DRAFTERS, Recycler
 from fillpoint.completion.runtime import OnnxDecoder
 
 
@@ -43,53 +44,71 @@ def line_prompts(
 def compare(
     model: Path, files: list[tuple[str, str]], per_file: int, seed: int, max_tokens: int = 48
 ) -> dict[str, Any]:
-    """Decode every prompt both ways; tokens/s, speed-up and how many lines are the same."""
+    """Decode every prompt greedily and with each drafter: tokens/s, speed-up over greedy,
+    tokens per model call and how many lines are the same."""
     lm = OnnxDecoder(model)
     vocab = decoding.Vocab(lm)
-    recycler = Recycler(lm)
+    drafters = {kind: Recycler(lm, **cfg) for kind, cfg in DRAFTERS.items()}
     prompts = line_prompts(lm, files, per_file, seed)
-    cpu = {"greedy": 0.0, "recycling": 0.0}
-    same = tokens = 0
+    cpu = dict.fromkeys(["greedy", *drafters], 0.0)
+    same = dict.fromkeys(drafters, 0)
     for prompt in prompts:
         cache = decoding.PrefixCache(lm)
         cache.prefill(decoding._window(lm, prompt.ids, max_tokens))
         t = time.process_time()
         want = decoding.greedy_line(lm, vocab, prompt, max_tokens, None, cache)
         cpu["greedy"] += time.process_time() - t
-        before = recycler.tokens
-        t = time.process_time()
-        got = recycler.greedy_line(vocab, prompt, max_tokens, None, cache)
-        cpu["recycling"] += time.process_time() - t
-        tokens += recycler.tokens - before
-        same += got[0] == want[0]
+        for kind, drafter in drafters.items():
+            t = time.process_time()
+            got = drafter.greedy_line(vocab, prompt, max_tokens, None, cache)
+            cpu[kind] += time.process_time() - t
+            same[kind] += got[0] == want[0]
+    tokens = drafters["table"].tokens  # every drafter decodes the same lines
     return {
         "lines": len(prompts),
         "tokens": tokens,
-        "identical": same,
-        "tree_nodes": recycler.shape.size,
-        "model_calls_recycling": recycler.calls,
-        "tokens_per_call": recycler.tokens / max(recycler.calls, 1),
+        "drafters": {
+            kind: {
+                **DRAFTERS[kind],
+                "identical": same[kind],
+                "model_calls": d.calls,
+                "tokens_per_call": d.tokens / max(d.calls, 1),
+                "speedup": cpu["greedy"] / cpu[kind] if cpu[kind] else None,
+            }
+            for kind, d in drafters.items()
+        },
         "cpu_s": cpu,
         "tokens_per_s": {k: tokens / v if v else None for k, v in cpu.items()},
-        "speedup": cpu["greedy"] / cpu["recycling"] if cpu["recycling"] else None,
     }
+
+
+NAMES = {
+    "table": "Token Recycling (the table's draft tree)",
+    "document": "drafts from the document",
+}
 
 
 def to_markdown(result: dict[str, Any]) -> list[str]:
     """The report's section on line decoding."""
-    tps = result["tokens_per_s"]
-    return [
-        "## Line decoding: plain greedy against Token Recycling",
+    tps, drafters = result["tokens_per_s"], result["drafters"]
+    table = drafters["table"]
+    lines = [
+        "## Line decoding: plain greedy against drafts verified in one call",
         "",
         f"{result['lines']} line prompts from the same held-out files ({result['tokens']} "
-        f"tokens), decoded in-process from the cached prompt; CPU time. Token Recycling: a "
-        f"{result['tree_nodes']}-node draft tree, "
-        f"{result['tokens_per_call']:.2f} tokens per model call (prefill included).",
+        f"tokens), decoded in-process from the cached prompt; CPU time. Token Recycling "
+        f"drafts a {table['nodes']}-node tree from its table of the model's own next tokens; "
+        f"drafts from the document are the up to {drafters['document']['chain']} tokens that "
+        "followed the line's last tokens where they occurred before. Tokens per call count "
+        "the prompt's call.",
         "",
-        "| decoder | tokens/s | speed-up | lines identical to greedy |",
-        "|---|---|---|---|",
-        f"| plain greedy | {tps['greedy']:.0f} | 1.00x | – |",
-        f"| Token Recycling | {tps['recycling']:.0f} | {result['speedup']:.2f}x | "
-        f"{result['identical']}/{result['lines']} |",
-        "",
+        "| decoder | tokens/s | speed-up | tokens per call | lines identical to greedy |",
+        "|---|---|---|---|---|",
+        f"| plain greedy | {tps['greedy']:.0f} | 1.00x | 1.00 | – |",
     ]
+    for kind, d in drafters.items():
+        lines.append(
+            f"| {NAMES[kind]} | {tps[kind]:.0f} | {d['speedup']:.2f}x | "
+            f"{d['tokens_per_call']:.2f} | {d['identical']}/{result['lines']} |"
+        )
+    return [*lines, ""]

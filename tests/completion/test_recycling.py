@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from fillpoint.completion.decoding import PrefixCache, Prompt, Vocab, fim_prompt, greedy_line, heal
-from fillpoint.completion.recycling import AdjacencyTable, Recycler, tree_shape
+from fillpoint.completion.recycling import AdjacencyTable, Recycler, document_draft, tree_shape
 from fillpoint.completion.runtime import OnnxDecoder
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
@@ -91,10 +91,23 @@ def int8(tiny_model_dir: Path) -> OnnxDecoder:
     return OnnxDecoder(tiny_model_dir, threads=1)
 
 
+def test_document_drafts_follow_the_longest_earlier_match_of_the_last_tokens() -> None:
+    ids = np.asarray([7, 1, 2, 3, 8, 2, 4, 7, 1, 2])
+    # (7, 1, 2) occurred at the start; the later lone 2 (followed by 4) matches less of it
+    assert document_draft(ids, 3).tolist() == [3, 8, 2]
+    assert document_draft(ids, 3, longest=1).tolist() == [4, 7, 1]  # the latest 2 alone
+    assert document_draft(ids, 20).tolist() == [3, 8, 2, 4, 7, 1, 2]  # up to the end
+    assert document_draft(np.asarray([1, 2, 3]), 4).tolist() == []  # 3 is new
+    assert document_draft(np.asarray([5, 5]), 2).tolist() == [5]
+    assert document_draft(ids, 0).tolist() == [] and document_draft(ids[:1], 3).tolist() == []
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("nodes,depth", [(16, 5), (64, 6), (1, 0)])
-def test_fp32_lines_equal_greedy_decoding(fp32: OnnxDecoder, nodes: int, depth: int) -> None:
-    vocab, recycler = Vocab(fp32), Recycler(fp32, nodes=nodes, depth=depth)
+@pytest.mark.parametrize("nodes,depth,chain", [(16, 5, 0), (64, 6, 0), (1, 0, 0), (2, 1, 6)])
+def test_fp32_lines_equal_greedy_decoding(
+    fp32: OnnxDecoder, nodes: int, depth: int, chain: int
+) -> None:
+    vocab, recycler = Vocab(fp32), Recycler(fp32, nodes=nodes, depth=depth, chain=chain)
     for _ in range(2):  # the second round drafts from a table that the first one filled
         for prompt in prompts(fp32):
             for max_tokens in (48, 3, 1):
@@ -106,12 +119,28 @@ def test_fp32_lines_equal_greedy_decoding(fp32: OnnxDecoder, nodes: int, depth: 
 
 
 @pytest.mark.slow
-def test_int8_lines_equal_greedy_decoding_with_a_prefix_cache(int8: OnnxDecoder) -> None:
-    vocab, recycler = Vocab(int8), Recycler(int8)
+@pytest.mark.parametrize("chain", [0, 6])
+def test_int8_lines_equal_greedy_decoding_with_a_prefix_cache(
+    int8: OnnxDecoder, chain: int
+) -> None:
+    vocab, recycler = Vocab(int8), Recycler(int8, chain=chain)
     cache = PrefixCache(int8)
     for prompt in prompts(int8) * 2:
         want = greedy_line(int8, vocab, prompt, 48, None, cache)
         assert recycler.greedy_line(vocab, prompt, 48, None, cache)[0] == want[0], prompt
+
+
+@pytest.mark.slow
+def test_document_drafts_are_accepted_where_the_line_repeats_the_file(fp32: OnnxDecoder) -> None:
+    vocab = Vocab(fp32)
+    text = "".join(f"    self.field_{i} = field_{i}\n" for i in range(6)) + "    self.fie"
+    prompt = heal(fp32, text, "healing")
+    want = greedy_line(fp32, vocab, prompt)
+    plain, lookup = Recycler(fp32, nodes=1, depth=0), Recycler(fp32, nodes=1, depth=0, chain=6)
+    for recycler in (plain, lookup):
+        assert recycler.greedy_line(vocab, prompt)[0] == want[0]
+    assert plain.calls == plain.tokens  # one token per call without drafts (prefill included)
+    assert lookup.calls < lookup.tokens
 
 
 @pytest.mark.slow
