@@ -111,6 +111,13 @@ def to_markdown(results: dict) -> str:
             "byte of the search, with CodeFill's weight.",
             "",
         ]
+    if any(name.startswith("decoder alone") for name in results["identifier_starts"]):
+        out += [
+            '"decoder alone" rows rank the decoder\'s names only (no file frequencies, no '
+            "CodeFill), in each mode: the other names of the mixture do not depend on where the "
+            "prompt ends, so these rows show what each mode does to the decoder itself.",
+            "",
+        ]
     if line := results.get("line"):
         text = (
             f"exact match {100 * line['exact']:.1f}%, edit similarity {line['edit_sim']:.1f}, "

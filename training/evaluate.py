@@ -54,6 +54,7 @@ from .token_accuracy import token_accuracy
 
 MODES = ("healing", "naive", "bytelevel")  # how the engine treats a prompt that ends mid-token
 ENSEMBLE_ROW = "fillpoint (bytelevel ensemble)"  # CodeFill in the byte-level search
+ALONE_ROW = "decoder alone"  # the decoder without the file's and CodeFill's names
 # Default sample counts: the whole run took 14 minutes on 2 busy cores, which leaves room
 # for an ablation model or two (about 3 minutes each) within 25 minutes.
 N_IDENT, N_LINE, N_STATEMENT, N_INFILL = 250, 120, 200, 150
@@ -227,6 +228,11 @@ def evaluate(
         # byte-level ensembling: CodeFill's names averaged in byte by byte, not mixed whole
         ensemble = load_engine(model, "bytelevel", file_weight, codefill_weight, True)
         all_rankers[ENSEMBLE_ROW] = engine_ranker(ensemble)
+    if file_weight > 0 or codefill_weight > 0:
+        # each mode with the decoder alone: the mixture's other names (the file's, CodeFill's)
+        # do not depend on where the prompt ends, so they hide how far the decoder is off
+        alone = {mode: load_engine(model, mode, 0.0, 0.0) for mode in MODES}
+        all_rankers |= {f"{ALONE_ROW} ({mode})": engine_ranker(e) for mode, e in alone.items()}
     all_rankers |= rankers or {}
     results, latency = identifier_tables(all_rankers, starts, mids, cardinal)
     results["latency_p50_ms"] = {

@@ -101,6 +101,9 @@ def test_eval_command_on_tiny_model(
     # the same model twice: the ablation row must equal the main run's numbers
     rows = list(results["ablation"].values())
     assert len(rows) == 2 and rows[0] == pytest.approx(rows[1])
+    for section in ("identifier_starts", "mid_token"):  # each mode with the decoder alone
+        alone = {name for name in results[section] if name.startswith("decoder alone")}
+        assert alone == {f"decoder alone ({mode})" for mode in ("healing", "naive", "bytelevel")}
     md = (out / "results.md").read_text()
     titles = ("statement completion", "random-span infilling", "ablation", "METEOR", "trigram:")
     for title in titles:
