@@ -24,6 +24,7 @@ from onnxruntime.capi.onnxruntime_pybind11_state import (
     NoSuchFile,
 )
 
+from . import runtime
 from .codefill_streams import EOS, EOT, SPECIALS, TYPE_ID, Vocab, encode_types, streams
 from .context import build_context
 from .declarations import Declaration
@@ -222,6 +223,14 @@ class CodeFillRuntime:
     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """Name logits (1, T, N), type logits (1, T, K) or None, and the new cache; with
         `last`, logits for the last `last` names only, where the graph can do that."""
+        if last is not None and names.shape[1] > runtime.PREFILL_CHUNK:
+            # a long prompt: the cache in chunks, as the decoder's, then the last chunk with
+            # its logits (the graph returns the last position's)
+            cut = (names.shape[1] - 1) // runtime.PREFILL_CHUNK * runtime.PREFILL_CHUNK
+            for a in range(0, cut, runtime.PREFILL_CHUNK):
+                b = a + runtime.PREFILL_CHUNK
+                past = self.run(names[:, a:b], types[:, a:b], past, last=1)[2]
+            return self.run(names[:, cut:], types[:, cut:], past, last=last)
         feed = {"names": names, "types": types, "past": past}
         feed["last_n"] = np.asarray([last or names.shape[1]], np.int64)
         feed = {k: v for k, v in feed.items() if k in self.inputs}

@@ -143,6 +143,24 @@ def test_runtime_logits_match_torch(trained: tuple[CodeFill, Path]) -> None:
     assert got[0, -1].argmax() == want[0, -1].argmax()
 
 
+def test_a_long_prompt_runs_in_chunks_to_the_same_logits_and_cache(
+    trained: tuple[CodeFill, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fillpoint.completion import runtime
+
+    _, root = trained
+    rt = CodeFillRuntime(root / "release")
+    names, types = rt.encode(SNIPPET)
+    whole_names, whole_types, whole_past = rt.run(names, types, rt.empty_past(), last=2)
+    monkeypatch.setattr(runtime, "PREFILL_CHUNK", 8)
+    assert names.shape[1] > 16  # three calls at least
+    got_names, got_types, got_past = rt.run(names, types, rt.empty_past(), last=2)
+    assert got_names.shape == whole_names.shape and got_past.shape == whole_past.shape
+    assert got_types is not None and whole_types is not None
+    for a, b in ((got_names, whole_names), (got_types, whole_types), (got_past, whole_past)):
+        assert np.abs(a - b).max() < 1e-4
+
+
 def test_next_names_learnt_from_the_snippet(trained: tuple[CodeFill, Path]) -> None:
     rt = CodeFillRuntime(trained[1] / "release")
     prefix = SNIPPET[: SNIPPET.index("total + amount")]  # ... self.total = self.|
