@@ -149,7 +149,8 @@ class Recycler:
     """Token Recycling for one model; the table persists across requests.
 
     `chain` > 0 drafts up to that many tokens from the document when its last tokens occurred
-    before (`document_draft`), and the table's tree otherwise.
+    before (`document_draft`), and the table's tree otherwise; a one-node tree (`nodes` = 1)
+    drafts nothing, and the table is then neither filled nor read.
     """
 
     def __init__(
