@@ -142,6 +142,8 @@ class Engine:
                 except (ValueError, EngineError) as exc:  # a tokenizer it cannot read bytes of
                     log.warning("byte-level decoding unavailable, healing instead: %s", exc)
                     self._no_bytelevel = True
+            if self._bytelevel is not None:
+                self._bytelevel.keep_prompts(2 if mode == "bytelevel" else 1)
             return self._bytelevel
 
     def complete(

@@ -172,8 +172,10 @@ def test_healing_is_the_default_and_the_mode_can_change_after_loading(
     assert eng.settings.mid_token == "healing" and eng._byte_decoder("inline") is None
     eng.settings.mid_token = "auto"  # as a settings change does, without a reload
     assert eng._byte_decoder("complete") is None  # auto: byte-level ghost text, a healed list
-    assert isinstance(eng._byte_decoder("inline"), ByteLevelDecoder)
+    decoder = eng._byte_decoder("inline")
+    assert isinstance(decoder, ByteLevelDecoder)
+    assert decoder.scorer.cached == 1  # ghost text only: one prompt's caches
     eng.settings.mid_token = "bytelevel"
-    assert eng._byte_decoder("complete") is not None
+    assert eng._byte_decoder("complete") is decoder and decoder.scorer.cached == 2  # and lists
     doc, pos = at_end(SOURCE + "        self.it")
     assert all(i.text.startswith("it") for i in eng.complete(doc, pos).items)
