@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fillpoint.completion.decoding import PrefixCache, Prompt, Vocab, fim_prompt, greedy_line, heal
 from fillpoint.completion.recycling import AdjacencyTable, Recycler, document_draft, tree_shape
@@ -100,6 +102,28 @@ def test_document_drafts_follow_the_longest_earlier_match_of_the_last_tokens() -
     assert document_draft(np.asarray([1, 2, 3]), 4).tolist() == []  # 3 is new
     assert document_draft(np.asarray([5, 5]), 2).tolist() == [5]
     assert document_draft(ids, 0).tolist() == [] and document_draft(ids[:1], 3).tolist() == []
+
+
+def brute_force_draft(ids: list[int], length: int, longest: int) -> list[int]:
+    """`document_draft` by its definition: over match lengths from the longest, the latest
+    earlier end j whose last k tokens equal the last k of `ids`."""
+    n = len(ids)
+    for k in range(min(longest, n - 1), 0, -1):
+        ends = [j for j in range(k - 1, n - 1) if ids[j - k + 1 : j + 1] == ids[n - k :]]
+        if ends:
+            return ids[ends[-1] + 1 : ends[-1] + 1 + length] if length > 0 else []
+    return []
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(0, 3), max_size=30),
+    st.integers(0, 6),
+    st.integers(1, 5),
+)
+def test_document_drafts_equal_their_definition(ids: list[int], length: int, longest: int) -> None:
+    got = document_draft(np.asarray(ids, np.int64), length, longest).tolist()
+    assert got == brute_force_draft(ids, length, longest)
 
 
 @pytest.mark.slow
