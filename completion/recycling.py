@@ -14,6 +14,11 @@ one chain, in place of the table's tree. Code repeats itself (`self.x = x`, a ca
 the suffix below the cursor), and on this CPU a call costs more with every token it runs, so
 one likely chain pays where a wide tree does not (docs/benchmarks.md).
 
+The line decoded last is searched as well, before the prompt. Ghost text is asked for at
+keystroke after keystroke of the same line: where the user types something other than the
+shown text, the new line mostly ends as the shown one did (`(self, key)` after `get` or
+`gets`), and its tokens are drafted from the old one.
+
 The choice at every token goes through the same `LineState` as plain greedy decoding, so the
 output is the same; per-row int8 activation scales keep a node's logits independent of the
 rest of the tree (float rounding aside).
@@ -149,27 +154,32 @@ class Recycler:
     """Token Recycling for one model; the table persists across requests.
 
     `chain` > 0 drafts up to that many tokens from the document when its last tokens occurred
-    before (`document_draft`), and the table's tree otherwise; a one-node tree (`nodes` = 1)
-    drafts nothing, and the table is then neither filled nor read.
+    before (`document_draft`: in the line decoded last, the prompt or the line so far), and
+    the table's tree otherwise; a one-node tree (`nodes` = 1) drafts nothing, and the table
+    is then neither filled nor read.
     """
 
     def __init__(
         self, lm: OnnxDecoder, nodes: int = 16, depth: int = 5, k: int = 8, chain: int = 0
     ) -> None:
         self.lm, self.chain = lm, chain
-        self.table = AdjacencyTable(lm.n_vocab, k)
         self.shape = tree_shape(nodes, depth, k)
+        # a vocabulary-sized table (1 MiB for the shipped model) only where a tree reads it
+        self.table = AdjacencyTable(lm.n_vocab, k) if self.shape.size > 1 else None
         self.calls = 0  # model calls made, prefills included
         self.tokens = 0  # tokens decoded by those calls
+        self.last = np.zeros(0, np.int64)  # the tokens of the line decoded last
 
     def _draft(self, root: int, history: np.ndarray, limit: int) -> Draft:
         """The nodes to run after `history` (the prompt and the line so far), `root` first,
         at most `limit` below it."""
         if self.chain > 0 and limit > 0:
-            seen = np.append(history, root)
+            seen = np.concatenate([self.last, history, [root]])
             found = document_draft(seen, min(self.chain, limit))
             if len(found):
                 return Draft.chain(np.append(root, found))
+        if self.table is None:
+            return Draft.chain(np.array([root]))
         shape = self.shape
         n = int(np.searchsorted(shape.depth, limit, side="right"))
         tokens = self.table.draft(root, shape, n)
@@ -188,7 +198,7 @@ class Recycler:
         ids = _window(lm, prompt.ids, max_tokens)
         logp, past = _prefill(lm, ids, cache)
         self.calls += 1
-        if self.shape.size > 1:
+        if self.table is not None:
             self.table.update(np.asarray(ids[-1:]), logp)
         state = LineState(vocab, prompt.need, max_tokens)
         if cancel is not None:
@@ -211,7 +221,7 @@ class Recycler:
             pos = (P + draft.depth)[None].astype(np.int64)
             logits, past = lm.run(tokens[None], past, mask, pos)
             self.calls += 1
-            if self.shape.size > 1:  # the table drafts only into a tree beyond the root
+            if self.table is not None:
                 self.table.update(tokens, logits[0])
             kids: dict[int, dict[int, int]] = {}
             for i in range(1, n):
@@ -229,4 +239,5 @@ class Recycler:
             seen[S + np.asarray(path)] = True
             history = np.append(history, tokens[path])
         self.tokens += len(state.ids)
+        self.last = np.asarray(state.ids, np.int64)
         return state.result()

@@ -168,6 +168,19 @@ def test_document_drafts_are_accepted_where_the_line_repeats_the_file(fp32: Onnx
 
 
 @pytest.mark.slow
+def test_the_line_decoded_last_drafts_the_next(fp32: OnnxDecoder) -> None:
+    vocab, first_calls, again_calls = Vocab(fp32), 0, 0
+    for prompt in prompts(fp32):
+        recycler = Recycler(fp32, nodes=1, depth=0, chain=4)
+        want = recycler.greedy_line(vocab, prompt)
+        first = recycler.calls
+        again = recycler.greedy_line(vocab, prompt)  # the same line, now also its last line
+        first_calls, again_calls = first_calls + first, again_calls + recycler.calls - first
+        assert again[0] == want[0] and again[1] == pytest.approx(want[1], abs=1e-5)
+    assert again_calls < first_calls
+
+
+@pytest.mark.slow
 def test_a_prompt_at_the_end_of_the_context_stays_inside_it(fp32: OnnxDecoder) -> None:
     vocab, recycler = Vocab(fp32), Recycler(fp32, nodes=64, depth=6)
     long = "\n".join(f"value_{i} = compute(value_{i - 1}, {i})" for i in range(1, 400))
