@@ -3,15 +3,18 @@
 
 Each held-out file gives line prompts in file order (a random cut inside a code line, the
 rest of the file below as the fill-in-the-middle suffix), decoded the way inline completion
-decodes them. Every decoder starts from the same cached prompt, so the time is the decoding
-itself; a drafter keeps its table from line to line, as the engine keeps it across
-requests. CPU time of this process (onnxruntime's threads included) is what is compared.
+decodes them; some of its lines are also typed through a character at a time, with ghost
+text wherever the line shown before does not predict the keystroke. Every decoder starts
+from the same cached prompt, so the time is the decoding itself; a drafter keeps its table
+and its last line from prompt to prompt, as the engine keeps them across requests. CPU time
+of this process (onnxruntime's threads included) is what is compared.
 """
 
 from __future__ import annotations
 
 import random
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +23,11 @@ from fillpoint.completion.recycling import DRAFTERS, Recycler
 from fillpoint.completion.runtime import OnnxDecoder
 
 
-def line_prompts(
-    lm: OnnxDecoder, files: list[tuple[str, str]], per_file: int, seed: int
-) -> list[decoding.Prompt]:
-    """Healed FIM prompts at random points inside code lines, in file order."""
-    rng = random.Random(seed)
-    out = []
+def _sampled_lines(
+    files: list[tuple[str, str]], per_file: int, rng: random.Random
+) -> Iterator[tuple[str, int, str, int]]:
+    """Code lines from the last three quarters of each file, in file order: the file's text,
+    where the line starts, the line, and where the next line starts."""
     for _, text in files:
         lines = text.splitlines(keepends=True)
         starts = [0]
@@ -33,53 +35,115 @@ def line_prompts(
             starts.append(starts[-1] + len(line))
         code = [i for i in range(len(lines) // 4, len(lines)) if lines[i].strip()]
         for i in sorted(rng.sample(code, min(per_file, len(code)))):
-            indent = len(lines[i]) - len(lines[i].lstrip())
-            end = max(indent + 1, len(lines[i].rstrip()))
-            cut = starts[i] + rng.randrange(indent, end)
-            prompt = decoding.heal(lm, text[:cut], "healing")
-            out.append(decoding.fim_prompt(lm, prompt, text[starts[i + 1] :]))
+            yield text, starts[i], lines[i], starts[i + 1]
+
+
+def _prompt(lm: OnnxDecoder, text: str, cut: int, below: int) -> decoding.Prompt:
+    """The healed prompt at `cut`, the file from `below` on as the fill-in-the-middle suffix."""
+    return decoding.fim_prompt(lm, decoding.heal(lm, text[:cut], "healing"), text[below:])
+
+
+def line_prompts(
+    lm: OnnxDecoder, files: list[tuple[str, str]], per_file: int, seed: int
+) -> list[decoding.Prompt]:
+    """Healed FIM prompts at random points inside code lines, in file order."""
+    rng = random.Random(seed)
+    out = []
+    for text, start, line, below in _sampled_lines(files, per_file, rng):
+        indent = len(line) - len(line.lstrip())
+        end = max(indent + 1, len(line.rstrip()))
+        out.append(_prompt(lm, text, start + rng.randrange(indent, end), below))
     return out
+
+
+def typed_lines(
+    lm: OnnxDecoder, files: list[tuple[str, str]], per_file: int, seed: int
+) -> list[list[tuple[decoding.Prompt, str]]]:
+    """Code lines typed one character at a time, in file order: for each line, the prompt at
+    every character (healed, the rest of the file below as the suffix) and that character."""
+    out = []
+    for text, start, line, below in _sampled_lines(files, per_file, random.Random(seed)):
+        body = line.rstrip()
+        indent = len(body) - len(body.lstrip())
+        out.append(
+            [(_prompt(lm, text, start + c, below), body[c]) for c in range(indent, len(body))]
+        )
+    return out
+
+
+class Race:
+    """Plain greedy decoding against each drafter of `recycling.DRAFTERS` on the same prompts,
+    in CPU time; each drafter keeps its table and its last line from prompt to prompt."""
+
+    def __init__(self, lm: OnnxDecoder, max_tokens: int = 48) -> None:
+        self.lm, self.vocab, self.max_tokens = lm, decoding.Vocab(lm), max_tokens
+        self.drafters = {kind: Recycler(lm, **cfg) for kind, cfg in DRAFTERS.items()}
+        self.cpu = dict.fromkeys(["greedy", *self.drafters], 0.0)
+        self.same = dict.fromkeys(self.drafters, 0)
+        self.lines = 0
+
+    def decode(self, prompt: decoding.Prompt) -> str:
+        """Greedy decoding's line at `prompt`; each drafter decodes it too, from the same
+        cached prompt."""
+        lm, vocab, n = self.lm, self.vocab, self.max_tokens
+        cache = decoding.PrefixCache(lm)
+        cache.prefill(decoding._window(lm, prompt.ids, n))
+        t = time.process_time()
+        want = decoding.greedy_line(lm, vocab, prompt, n, None, cache)
+        self.cpu["greedy"] += time.process_time() - t
+        for kind, drafter in self.drafters.items():
+            t = time.process_time()
+            got = drafter.greedy_line(vocab, prompt, n, None, cache)
+            self.cpu[kind] += time.process_time() - t
+            self.same[kind] += got[0] == want[0]
+        self.lines += 1
+        return want[0]
+
+    def result(self) -> dict[str, Any]:
+        """Tokens/s, speed-up over greedy, tokens per model call and lines the same."""
+        cpu = self.cpu
+        tokens = next(iter(self.drafters.values())).tokens  # all decode the same lines
+        return {
+            "lines": self.lines,
+            "tokens": tokens,
+            "drafters": {
+                kind: {
+                    **DRAFTERS[kind],
+                    "identical": self.same[kind],
+                    "model_calls": d.calls,
+                    "tokens_per_call": d.tokens / max(d.calls, 1),
+                    "speedup": cpu["greedy"] / cpu[kind] if cpu[kind] else None,
+                }
+                for kind, d in self.drafters.items()
+            },
+            "cpu_s": cpu,
+            "tokens_per_s": {k: tokens / v if v else None for k, v in cpu.items()},
+        }
+
+
+TYPED_SHARE = 4  # one line in this many of `compare`'s is also typed through
 
 
 def compare(
     model: Path, files: list[tuple[str, str]], per_file: int, seed: int, max_tokens: int = 48
 ) -> dict[str, Any]:
-    """Decode every prompt greedily and with each drafter: tokens/s, speed-up over greedy,
-    tokens per model call and how many lines are the same."""
+    """Two workloads. Lines: a prompt at a random point of each line, decoded greedily and
+    with each drafter. Typed: lines typed a character at a time, decoded wherever the last
+    line shown does not go on with the typed character (where it does, the engine shows the
+    rest of it without a model call: `TypedThrough`); the result of each is `Race.result`,
+    the typed one under "typed"."""
     lm = OnnxDecoder(model)
-    vocab = decoding.Vocab(lm)
-    drafters = {kind: Recycler(lm, **cfg) for kind, cfg in DRAFTERS.items()}
-    prompts = line_prompts(lm, files, per_file, seed)
-    cpu = dict.fromkeys(["greedy", *drafters], 0.0)
-    same = dict.fromkeys(drafters, 0)
-    for prompt in prompts:
-        cache = decoding.PrefixCache(lm)
-        cache.prefill(decoding._window(lm, prompt.ids, max_tokens))
-        t = time.process_time()
-        want = decoding.greedy_line(lm, vocab, prompt, max_tokens, None, cache)
-        cpu["greedy"] += time.process_time() - t
-        for kind, drafter in drafters.items():
-            t = time.process_time()
-            got = drafter.greedy_line(vocab, prompt, max_tokens, None, cache)
-            cpu[kind] += time.process_time() - t
-            same[kind] += got[0] == want[0]
-    tokens = next(iter(drafters.values())).tokens  # every drafter decodes the same lines
-    return {
-        "lines": len(prompts),
-        "tokens": tokens,
-        "drafters": {
-            kind: {
-                **DRAFTERS[kind],
-                "identical": same[kind],
-                "model_calls": d.calls,
-                "tokens_per_call": d.tokens / max(d.calls, 1),
-                "speedup": cpu["greedy"] / cpu[kind] if cpu[kind] else None,
-            }
-            for kind, d in drafters.items()
-        },
-        "cpu_s": cpu,
-        "tokens_per_s": {k: tokens / v if v else None for k, v in cpu.items()},
-    }
+    race = Race(lm, max_tokens)
+    for prompt in line_prompts(lm, files, per_file, seed):
+        race.decode(prompt)
+    typed = Race(lm, max_tokens)
+    for steps in typed_lines(lm, files, max(1, per_file // TYPED_SHARE), seed):
+        shown: str | None = None
+        for prompt, char in steps:
+            if shown is None:
+                shown = typed.decode(prompt)
+            shown = shown[1:] if shown[:1] == char else None
+    return {**race.result(), "typed": typed.result()}
 
 
 NAMES = {
@@ -88,27 +152,45 @@ NAMES = {
 }
 
 
-def to_markdown(result: dict[str, Any]) -> list[str]:
-    """The report's section on line decoding."""
-    tps, drafters = result["tokens_per_s"], result["drafters"]
-    table = drafters["table"]
-    lines = [
-        "## Line decoding: plain greedy against drafts verified in one call",
-        "",
-        f"{result['lines']} line prompts from the same held-out files ({result['tokens']} "
-        f"tokens), decoded in-process from the cached prompt; CPU time. Token Recycling "
-        f"drafts a {table['nodes']}-node tree from its table of the model's own next tokens; "
-        f"drafts from the document are the up to {drafters['document']['chain']} tokens that "
-        "followed the line's last tokens where they occurred before. Tokens per call count "
-        "the prompt's call.",
-        "",
+def _table(result: dict[str, Any]) -> list[str]:
+    tps, lines = result["tokens_per_s"], result["lines"]
+    rows = [
         "| decoder | tokens/s | speed-up | tokens per call | lines identical to greedy |",
         "|---|---|---|---|---|",
         f"| plain greedy | {tps['greedy']:.0f} | 1.00x | 1.00 | – |",
     ]
-    for kind, d in drafters.items():
-        lines.append(
+    for kind, d in result["drafters"].items():
+        rows.append(
             f"| {NAMES[kind]} | {tps[kind]:.0f} | {d['speedup']:.2f}x | "
-            f"{d['tokens_per_call']:.2f} | {d['identical']}/{result['lines']} |"
+            f"{d['tokens_per_call']:.2f} | {d['identical']}/{lines} |"
         )
-    return [*lines, ""]
+    return rows
+
+
+def to_markdown(result: dict[str, Any]) -> list[str]:
+    """The report's section on line decoding."""
+    drafters, typed = result["drafters"], result.get("typed")
+    lines = [
+        "## Line decoding: plain greedy against drafts verified in one call",
+        "",
+        f"{result['lines']} line prompts from the same held-out files ({result['tokens']} "
+        f"tokens), each at a random point of a line, decoded in-process from the cached "
+        f"prompt; CPU time. Token Recycling drafts a {drafters['table']['nodes']}-node tree "
+        "from its table of the model's own next tokens; drafts from the document are the up "
+        f"to {drafters['document']['chain']} tokens that followed the line's last tokens where "
+        "they occurred before (in the line decoded last, the prompt or the line so far). "
+        "Tokens per call count the prompt's call.",
+        "",
+        *_table(result),
+        "",
+    ]
+    if typed:
+        lines += [
+            "Lines as they are typed: ghost text at each keystroke of the line that the line "
+            "shown before does not predict (where it does, it is shown without a model call); "
+            f"{typed['lines']} decoded lines ({typed['tokens']} tokens).",
+            "",
+            *_table(typed),
+            "",
+        ]
+    return lines

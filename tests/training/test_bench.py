@@ -110,6 +110,10 @@ def test_bench_writes_all_outputs(tiny_model_dir: Path, tmp_path: Path) -> None:
     for kind, name in (("table", "Token Recycling"), ("document", "drafts from the document")):
         assert decoded["drafters"][kind]["identical"] == 4
         assert decoded["drafters"][kind]["speedup"] > 0 and f"| {name}" in markdown
+    typed = decoded["typed"]  # lines typed through, decoded where the shown line is left
+    assert typed["lines"] >= 1 and "Lines as they are typed" in markdown
+    for d in typed["drafters"].values():
+        assert d["identical"] == typed["lines"] and d["model_calls"] >= typed["lines"]
 
     if jedi_command() is None:
         pytest.skip("jedi-language-server is not installed: no comparison to check")
