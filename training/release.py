@@ -14,6 +14,17 @@ def _fmt(x: float | None, pct: bool = True) -> str:
     return f"{100 * x:.1f}%" if pct else f"{x:.3f}"
 
 
+def _continued(before: dict | None) -> str | None:
+    """The card's line on the run these weights started from, if any (`--init-from`)."""
+    if not before:
+        return None
+    return (
+        f"- starting from the weights of an earlier run: {before['step']} steps, "
+        f"{before['tokens'] / 1e6:.1f}M tokens, {before['seconds'] / 60:.1f} minutes on "
+        f"{before.get('hardware', 'unknown hardware')}"
+    )
+
+
 def model_card(run: Path, tokenizer: Path, evaluation: dict | None) -> tuple[str, dict]:
     """Markdown card and manifest extras from a training run and (optionally) its evaluation."""
     cfg = json.loads((run / "train_config.json").read_text())
@@ -39,6 +50,7 @@ def model_card(run: Path, tokenizer: Path, evaluation: dict | None) -> tuple[str
         "training_minutes": round(state["seconds"] / 60, 1),
         "trained_on": hardware,
         "final_val_loss": val[-1] if val else None,
+        "continued_from": state.get("continued_from"),
         "data": splits,
         "evaluation": evaluation or {},
     }
@@ -57,6 +69,7 @@ def model_card(run: Path, tokenizer: Path, evaluation: dict | None) -> tuple[str
         f"- trained {state['step']} steps, {state['tokens'] / 1e6:.1f}M tokens, "
         f"{state['seconds'] / 60:.1f} minutes on {hardware} (bf16 autocast), "
         f"{state['tokens'] / max(1.0, state['seconds']) / 1e3:.0f}k tokens/s",
+        _continued(state.get("continued_from")),
         f"- final validation loss {val[-1]:.3f} nats "
         f"({1 - type_weight:g} token + {type_weight:g} type)"
         if val

@@ -61,6 +61,9 @@ class TrainConfig(RunConfig):
     tokenizer: str = "runs/tokenizer.json"
     type_loss_weight: float = 0.1
     fim_rate: float = 0.5
+    # Start from this checkpoint's weights (a fresh optimizer and schedule, step 0) instead of
+    # random ones: more training for a released model, on any device. Ignored on resume.
+    init_from: str = ""
 
 
 def hardware_name(device: str, world: int) -> str:
@@ -201,7 +204,10 @@ def train(cfg: TrainConfig) -> Path:
         tlw = cfg.type_loss_weight
         return PyCoder(PyCoderConfig(n, N_TYPES, type_loss_weight=tlw, **cfg.model_shape()))
 
-    model, state = load_or_init(resume, from_pretrained, init)
+    if cfg.init_from and not (resume / "model.safetensors").exists():
+        model, state = continue_from(Path(cfg.init_from), cfg)
+    else:
+        model, state = load_or_init(resume, from_pretrained, init)
     # A resumed run draws new windows instead of replaying those of the steps already done.
     train_batches = load("train", cfg.seed + rank + world * state["step"])
     valid_batches = load("valid", cfg.seed + 10_000)
@@ -232,6 +238,23 @@ def load_or_init(
     if (folder / "model.safetensors").exists():
         return load(folder), json.loads((folder / "trainer_state.json").read_text())
     return init(), {"step": 0, "tokens": 0, "seconds": 0.0}
+
+
+def continue_from(folder: Path, cfg: TrainConfig) -> tuple[PyCoder, dict]:
+    """The weights in checkpoint `folder` at step 0 of a new run, with what trained them
+    (its trainer state) kept under "continued_from" for the model card."""
+    if not (folder / "model.safetensors").exists():
+        raise SystemExit(f"--init-from {folder}: no model.safetensors there")
+    model = from_pretrained(folder)
+    have = {k: getattr(model.config, k) for k in cfg.model_shape()}
+    if have != cfg.model_shape():
+        raise SystemExit(f"--init-from {folder}: its shape {have} is not {cfg.model_shape()}")
+    model.config.type_loss_weight = cfg.type_loss_weight
+    before = folder / "trainer_state.json"
+    state = {"step": 0, "tokens": 0, "seconds": 0.0}
+    if before.exists():
+        state["continued_from"] = {"path": str(folder), **json.loads(before.read_text())}
+    return model, state
 
 
 def wrap_ddp(

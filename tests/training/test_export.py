@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import onnx
@@ -12,6 +13,7 @@ from test_train import CHECKPOINT_FILES
 
 from fillpoint.models.pycoder import from_pretrained
 from fillpoint.training.export import export_onnx, parity, quantize_int8
+from fillpoint.training.release import model_card
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("torch_one_thread")]
 
@@ -178,6 +180,20 @@ def test_release_folder_is_complete_and_checksummed(
     assert (tiny_model_dir / "tokenizer.json").read_bytes() == tokenizer
     card = (tiny_model_dir / "README.md").read_text()
     assert card.startswith("# fillpoint-pycoder") and "final validation loss" in card
+
+
+def test_the_card_names_the_run_a_model_continued_from(tiny_run_dir: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run_dir, run)
+    state_file = run / "checkpoint" / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    before = {"step": 1135, "tokens": 74_383_360, "seconds": 133.2, "hardware": "a GPU"}
+    state_file.write_text(json.dumps({**state, "continued_from": before}))
+    card, extra = model_card(run, tiny_run_dir.parent / "tokenizer.json", None)
+    assert "earlier run: 1135 steps, 74.4M tokens, 2.2 minutes on a GPU" in card
+    assert extra["continued_from"] == before
+    plain, extra = model_card(tiny_run_dir, tiny_run_dir.parent / "tokenizer.json", None)
+    assert "earlier run" not in plain and extra["continued_from"] is None
 
 
 def test_training_run_wrote_its_log_plot_and_checkpoint(tiny_run_dir: Path) -> None:

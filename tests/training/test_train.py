@@ -157,6 +157,23 @@ def test_resume_continues_the_step_count_with_fresh_batches(
     assert len(metrics(run)) == 10
 
 
+def test_a_run_continues_from_another_runs_weights(tmp_path: Path, tokenizer_path: Path) -> None:
+    first = train(config(tmp_path, tokenizer_path, max_steps=30))
+    before = metrics(first)[-1]["val_loss"]
+    cfg = config(tmp_path, tokenizer_path, out=str(tmp_path / "more"), max_steps=1, lr=1e-9)
+    more = train(replace(cfg, init_from=str(first / "checkpoint")))
+    # step 0 of the new run starts from the trained weights, not from random ones
+    assert metrics(more)[0]["val_loss"] == pytest.approx(before, rel=0.05)
+    fresh = train(replace(cfg, out=str(tmp_path / "fresh")))
+    assert metrics(fresh)[0]["val_loss"] > 2 * before
+    state = json.loads((more / "checkpoint" / "trainer_state.json").read_text())
+    assert state["step"] == 1 and state["continued_from"]["step"] == 30
+
+    wide = replace(cfg, out=str(tmp_path / "wide"), n_embd=64, init_from=str(first / "checkpoint"))
+    with pytest.raises(SystemExit, match="shape"):
+        train(wide)
+
+
 def test_out_of_time_stops_and_saves(tmp_path: Path, tokenizer_path: Path) -> None:
     run = train(config(tmp_path, tokenizer_path, max_steps=50, max_minutes=1e-9))
     rows = metrics(run)
