@@ -343,7 +343,10 @@ def fit(
                 save(state)
             log.write(json.dumps(row) + "\n")
             log.flush()
-            bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{state['tokens'] / elapsed:.0f}")
+            shown = {"loss": f"{row['loss']:.3f}", "tok_s": f"{state['tokens'] / elapsed:.0f}"}
+            if cfg.max_minutes:  # the budget, not max_steps, ends such a run: show what is left
+                shown["left"] = f"{max(0.0, cfg.max_minutes - elapsed / 60):.1f}min"
+            bar.set_postfix(shown)
         if out_of_time:
             break
     prefetch.shutdown(cancel_futures=True)
