@@ -122,6 +122,10 @@ def model_card(run: Path, tokenizer: Path, evaluation: dict | None) -> tuple[str
         "The run's `train_config.json` is in `docs/evaluation/train_config.json`; the GPU runs",
         "come from `training/gpu_release.sh` (`fillpoint train model` with those options",
         "trains the same model anywhere).",
+        "Its `init_from` names the checkpoint it started from; that run's configuration is"
+        if state.get("continued_from")
+        else None,
+        "`docs/evaluation/train_config_before.json`." if state.get("continued_from") else None,
         "",
         "## Limits",
         f"Small ({model_cfg['n_layer']} layers) and trained for minutes on {hardware}: it",

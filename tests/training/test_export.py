@@ -191,9 +191,11 @@ def test_the_card_names_the_run_a_model_continued_from(tiny_run_dir: Path, tmp_p
     state_file.write_text(json.dumps({**state, "continued_from": before}))
     card, extra = model_card(run, tiny_run_dir.parent / "tokenizer.json", None)
     assert "earlier run: 1135 steps, 74.4M tokens, 2.2 minutes on a GPU" in card
+    assert "train_config_before.json" in card
     assert extra["continued_from"] == before
     plain, extra = model_card(tiny_run_dir, tiny_run_dir.parent / "tokenizer.json", None)
-    assert "earlier run" not in plain and extra["continued_from"] is None
+    assert "earlier run" not in plain and "before.json" not in plain
+    assert extra["continued_from"] is None
 
 
 def test_training_run_wrote_its_log_plot_and_checkpoint(tiny_run_dir: Path) -> None:
