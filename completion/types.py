@@ -9,7 +9,8 @@ from typing import Literal
 # auto: byte-level for ghost text (exact: 33% vs 28% exact match on held-out spans) and
 # healing for the list (as accurate there, faster). Not the default: in the benchmark replay
 # slower ghost text leaves less of each pause for the lists made ahead, and completion p95
-# falls to 2.7x below jedi-language-server's, under the 3x target (docs/benchmarks.md).
+# is 2.6-3.1x below jedi-language-server's from run to run, around the 3x target
+# (docs/benchmarks.md).
 MidTokenMode = Literal["auto", "bytelevel", "healing", "naive"]
 LineDrafts = Literal["document", "table", "off"]
 
