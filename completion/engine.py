@@ -98,12 +98,7 @@ class Engine:
             # share their start; a fill-in-the-middle prompt keeps an entry of its own
             shared = decoding.PrefixCache(lm)
             self._caches = {"complete": shared, "inline": shared}
-            # drafters keep what they learn across requests (the table)
-            self._recyclers = (
-                {kind: Recycler(lm, **cfg) for kind, cfg in DRAFTERS.items()}
-                if lm.tree_inputs
-                else {}
-            )
+            self._recyclers = {}  # made on first use: drafters of the previous model go
             self._typed = TypedThrough()  # answers of the previous model are not reused
             self.model_name, self.error = lm.info.name, None
 
@@ -311,6 +306,18 @@ class Engine:
         """The prompt of ghost text at a cursor: healed, with the code after it (FIM)."""
         return decoding.fim_prompt(lm, decoding.heal(lm, ctx.prefix, self._mode()), ctx.suffix)
 
+    def _recycler(self, lm: OnnxDecoder, kind: str) -> Recycler | None:
+        """The drafter `kind` of `recycling.DRAFTERS` for `lm`, made on first use and kept:
+        what it learns (the table, the last line) carries across requests. None for "off"
+        or a graph without tree inputs."""
+        if kind not in DRAFTERS or not lm.tree_inputs:
+            return None
+        with self._lock:
+            recycler = self._recyclers.get(kind)
+            if recycler is None or recycler.lm is not lm:
+                recycler = self._recyclers[kind] = Recycler(lm, **DRAFTERS[kind])
+            return recycler
+
     def _codefill_names(
         self, head: str, ctx: Context, cancel: CancelToken | None = None
     ) -> dict[str, float]:
@@ -346,8 +353,8 @@ class Engine:
         else:
             prompt = self._line_prompt(lm, ctx)
             cache, n = self._caches.get("inline"), self.settings.max_inline_tokens
-            recycler = self._recyclers.get(self.settings.line_drafts)
-            if recycler is not None and recycler.lm is lm:
+            recycler = self._recycler(lm, self.settings.line_drafts)
+            if recycler is not None:
                 text, mean_logp = recycler.greedy_line(vocab, prompt, n, cancel, cache)
             else:
                 text, mean_logp = decoding.greedy_line(lm, vocab, prompt, n, cancel, cache)
