@@ -42,6 +42,7 @@ def model_card(run: Path, tokenizer: Path, evaluation: dict | None) -> tuple[str
     stats = json.loads(corpus_stats.read_text()) if corpus_stats.exists() else {}
     packages, skipped = stats.get("packages", {}), stats.get("skipped", {})
     hardware = state.get("hardware", "2 CPU cores")
+    before = state.get("continued_from")  # the run these weights started from (--init-from)
     type_weight = cfg.get("type_loss_weight", 0.1)
     extra = {
         "name": "fillpoint-pycoder",
@@ -50,7 +51,7 @@ def model_card(run: Path, tokenizer: Path, evaluation: dict | None) -> tuple[str
         "training_minutes": round(state["seconds"] / 60, 1),
         "trained_on": hardware,
         "final_val_loss": val[-1] if val else None,
-        "continued_from": state.get("continued_from"),
+        "continued_from": before,
         "data": splits,
         "evaluation": evaluation or {},
     }
@@ -69,7 +70,7 @@ def model_card(run: Path, tokenizer: Path, evaluation: dict | None) -> tuple[str
         f"- trained {state['step']} steps, {state['tokens'] / 1e6:.1f}M tokens, "
         f"{state['seconds'] / 60:.1f} minutes on {hardware} (bf16 autocast), "
         f"{state['tokens'] / max(1.0, state['seconds']) / 1e3:.0f}k tokens/s",
-        _continued(state.get("continued_from")),
+        _continued(before),
         f"- final validation loss {val[-1]:.3f} nats "
         f"({1 - type_weight:g} token + {type_weight:g} type)"
         if val
@@ -123,9 +124,9 @@ def model_card(run: Path, tokenizer: Path, evaluation: dict | None) -> tuple[str
         "come from `training/gpu_release.sh` (`fillpoint train model` with those options",
         "trains the same model anywhere).",
         "Its `init_from` names the checkpoint it started from; that run's configuration is"
-        if state.get("continued_from")
+        if before
         else None,
-        "`docs/evaluation/train_config_before.json`." if state.get("continued_from") else None,
+        "`docs/evaluation/train_config_before.json`." if before else None,
         "",
         "## Limits",
         f"Small ({model_cfg['n_layer']} layers) and trained for minutes on {hardware}: it",
