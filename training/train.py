@@ -231,13 +231,18 @@ def train(cfg: TrainConfig) -> Path:
     return out
 
 
+def fresh_state() -> dict:
+    """The trainer state of a run at its first step."""
+    return {"step": 0, "tokens": 0, "seconds": 0.0}
+
+
 def load_or_init(
     folder: Path, load: Callable[[Path], torch.nn.Module], init: Callable[[], torch.nn.Module]
 ) -> tuple[torch.nn.Module, dict]:
     """The checkpoint in `folder` and its trainer state, or a new model at step 0."""
     if (folder / "model.safetensors").exists():
         return load(folder), json.loads((folder / "trainer_state.json").read_text())
-    return init(), {"step": 0, "tokens": 0, "seconds": 0.0}
+    return init(), fresh_state()
 
 
 def continue_from(folder: Path, cfg: TrainConfig) -> tuple[PyCoder, dict]:
@@ -251,7 +256,7 @@ def continue_from(folder: Path, cfg: TrainConfig) -> tuple[PyCoder, dict]:
         raise SystemExit(f"--init-from {folder}: its shape {have} is not {cfg.model_shape()}")
     model.config.type_loss_weight = cfg.type_loss_weight
     before = folder / "trainer_state.json"
-    state = {"step": 0, "tokens": 0, "seconds": 0.0}
+    state = fresh_state()
     if before.exists():
         state["continued_from"] = {"path": str(folder), **json.loads(before.read_text())}
     return model, state
