@@ -14,15 +14,33 @@ def _fmt(x: float | None, pct: bool = True) -> str:
     return f"{100 * x:.1f}%" if pct else f"{x:.3f}"
 
 
-def _continued(before: dict | None) -> str | None:
-    """The card's line on the run these weights started from, if any (`--init-from`)."""
-    if not before:
-        return None
-    return (
-        f"- starting from the weights of an earlier run: {before['step']} steps, "
-        f"{before['tokens'] / 1e6:.1f}M tokens, {before['seconds'] / 60:.1f} minutes on "
-        f"{before.get('hardware', 'unknown hardware')}"
-    )
+def _earlier_runs(before: dict | None) -> list[dict]:
+    """The runs these weights started from (`--init-from`), nearest first: a continued
+    run's state keeps the state of the one it started from, and so on."""
+    chain = []
+    while before:
+        chain.append(before)
+        before = before.get("continued_from")
+    return chain
+
+
+def _config_file(depth: int) -> str:
+    """Where docs/evaluation keeps the configuration of the run `depth` steps back."""
+    return "train_config_before.json" if depth == 1 else f"train_config_before_{depth}.json"
+
+
+def _continued(chain: list[dict]) -> list[str]:
+    """The card's lines on the runs these weights started from, nearest first."""
+    lines = []
+    for depth, run in enumerate(chain, 1):
+        which = "an earlier run" if depth == 1 else "the run before that"
+        lines.append(
+            f"- starting from the weights of {which}: {run['step']} steps, "
+            f"{run['tokens'] / 1e6:.1f}M tokens, {run['seconds'] / 60:.1f} minutes on "
+            f"{run.get('hardware', 'unknown hardware')} "
+            f"(configuration: `docs/evaluation/{_config_file(depth)}`)"
+        )
+    return lines
 
 
 def model_card(run: Path, tokenizer: Path, evaluation: dict | None) -> tuple[str, dict]:
@@ -43,6 +61,7 @@ def model_card(run: Path, tokenizer: Path, evaluation: dict | None) -> tuple[str
     packages, skipped = stats.get("packages", {}), stats.get("skipped", {})
     hardware = state.get("hardware", "2 CPU cores")
     before = state.get("continued_from")  # the run these weights started from (--init-from)
+    chain = _earlier_runs(before)
     type_weight = cfg.get("type_loss_weight", 0.1)
     extra = {
         "name": "fillpoint-pycoder",
@@ -70,7 +89,7 @@ def model_card(run: Path, tokenizer: Path, evaluation: dict | None) -> tuple[str
         f"- trained {state['step']} steps, {state['tokens'] / 1e6:.1f}M tokens, "
         f"{state['seconds'] / 60:.1f} minutes on {hardware} (bf16 autocast), "
         f"{state['tokens'] / max(1.0, state['seconds']) / 1e3:.0f}k tokens/s",
-        _continued(before),
+        *_continued(chain),
         f"- final validation loss {val[-1]:.3f} nats "
         f"({1 - type_weight:g} token + {type_weight:g} type)"
         if val
@@ -123,10 +142,10 @@ def model_card(run: Path, tokenizer: Path, evaluation: dict | None) -> tuple[str
         "The run's `train_config.json` is in `docs/evaluation/train_config.json`; the GPU runs",
         "come from `training/gpu_release.sh` (`fillpoint train model` with those options",
         "trains the same model anywhere).",
-        "Its `init_from` names the checkpoint it started from; that run's configuration is"
-        if before
+        "Its `init_from` names the checkpoint it started from; the configurations of the runs"
+        " before it are named under Model above."
+        if chain
         else None,
-        "`docs/evaluation/train_config_before.json`." if before else None,
         "",
         "## Limits",
         f"Small ({model_cfg['n_layer']} layers) and trained for minutes on {hardware}: it",

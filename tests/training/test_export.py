@@ -187,11 +187,13 @@ def test_the_card_names_the_run_a_model_continued_from(tiny_run_dir: Path, tmp_p
     shutil.copytree(tiny_run_dir, run)
     state_file = run / "checkpoint" / "trainer_state.json"
     state = json.loads(state_file.read_text())
-    before = {"step": 1135, "tokens": 74_383_360, "seconds": 133.2, "hardware": "a GPU"}
+    first = {"step": 1135, "tokens": 74_383_360, "seconds": 133.2, "hardware": "a GPU"}
+    before = {"step": 3392, "tokens": 55_574_528, "seconds": 6600.2, "continued_from": first}
     state_file.write_text(json.dumps({**state, "continued_from": before}))
     card, extra = model_card(run, tiny_run_dir.parent / "tokenizer.json", None)
-    assert "earlier run: 1135 steps, 74.4M tokens, 2.2 minutes on a GPU" in card
-    assert "train_config_before.json" in card
+    assert "an earlier run: 3392 steps, 55.6M tokens, 110.0 minutes" in card
+    assert "the run before that: 1135 steps, 74.4M tokens, 2.2 minutes on a GPU" in card
+    assert card.index("train_config_before.json") < card.index("train_config_before_2.json")
     assert extra["continued_from"] == before
     plain, extra = model_card(tiny_run_dir, tiny_run_dir.parent / "tokenizer.json", None)
     assert "earlier run" not in plain and "before.json" not in plain
