@@ -242,19 +242,7 @@ class Engine:
                 self._speculate(doc, ctx, guess, model, cancel)
         if not self._typed.has_list(doc.uri, head, ctx.partial):
             self.complete(doc, pos, cancel)
-        if self._ghost_last():
-            self.inline(doc, pos, cancel)
         return ran
-
-    def _ghost_last(self) -> bool:
-        """True when `prepare` makes the ghost text after the lists, not first.
-
-        With byte-level ghost text and healed lists ("auto") the exact line costs more
-        than the lists a keystroke asks for: the keystroke is guessed from a short healed
-        line and the lists are made first, so that a keystroke during the exact line finds
-        them made; an inline request that comes before the exact line is made makes it.
-        """
-        return self.settings.mid_token == "auto" and self.settings.inline
 
     def _next_keystroke(
         self,
@@ -271,12 +259,10 @@ class Engine:
         When it expects the name to go on, the guess is the character its continuation
         ends with: if the user ends the name here instead, that is the likeliest keystroke
         (`def heapify` + `(`). Where ghost text is offered, it is what the guess is read
-        from, and it is kept: typing its beginning then shows the rest without a model call
-        (unless `_ghost_last`: then a short healed line is read, and the ghost text is made
-        after the lists).
+        from, and it is kept: typing its beginning then shows the rest without a model call.
         """
         lm, vocab = model
-        if self.settings.inline and not _inside_word(ctx.line_suffix) and not self._ghost_last():
+        if self.settings.inline and not _inside_word(ctx.line_suffix):
             ahead = self.inline(doc, pos, cancel).text
         elif self._byte_decoder("complete") is not None:
             return "", False  # byte-level lists keep caches of their own

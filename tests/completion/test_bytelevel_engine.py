@@ -179,33 +179,3 @@ def test_healing_is_the_default_and_the_mode_can_change_after_loading(
     assert eng._byte_decoder("complete") is decoder and decoder.scorer.cached == 2  # and lists
     doc, pos = at_end(SOURCE + "        self.it")
     assert all(i.text.startswith("it") for i in eng.complete(doc, pos).items)
-
-
-def test_auto_makes_the_exact_ghost_text_after_the_lists(
-    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def fresh() -> Engine:
-        eng = Engine(EngineSettings(model_path=str(tiny_model_dir), mid_token="auto"))
-        eng.load()
-        return eng
-
-    warmed, cold = fresh(), fresh()
-    doc, pos = at_end(SOURCE + "        size = len(")
-    made: list[str] = []
-    decoder = warmed._byte_decoder("inline")
-    assert isinstance(decoder, ByteLevelDecoder)
-    line, fresh_list = decoder.complete_line, warmed._fresh_list
-    monkeypatch.setattr(
-        decoder, "complete_line", lambda *a, **k: made.append("ghost") or line(*a, **k)
-    )
-    monkeypatch.setattr(
-        warmed, "_fresh_list", lambda *a, **k: made.append("list") or fresh_list(*a, **k)
-    )
-    warmed.prepare(doc, pos)
-    assert made.count("ghost") == 1 and made[-1] == "ghost" and "list" in made
-    made.clear()
-    ghost = cold.inline(doc, pos).text
-    assert len(ghost) > 1
-    after = at_end(SOURCE + "        size = len(" + ghost[0])
-    got = warmed.inline(*after)  # its first character typed: made ahead, no model call
-    assert made == [] and got.text == ghost[1:]
