@@ -15,7 +15,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fillpoint.completion.decoding import PrefixCache, Prompt, Vocab, fim_prompt, greedy_line, heal
+from fillpoint.completion.decoding import (
+    LineState,
+    PrefixCache,
+    Prompt,
+    Vocab,
+    _window,
+    fim_prompt,
+    greedy_line,
+    heal,
+)
 from fillpoint.completion.recycling import AdjacencyTable, Recycler, document_draft, tree_shape
 from fillpoint.completion.runtime import OnnxDecoder
 
@@ -193,13 +202,30 @@ def test_a_prompt_at_the_end_of_the_context_stays_inside_it(fp32: OnnxDecoder) -
         )
 
 
+NEAR_TIE = 0.05  # nats between the two likeliest tokens: within the int8 graph's rounding
+
+
+def _closest_call(lm: OnnxDecoder, vocab: Vocab, prompt: Prompt) -> float:
+    """The smallest gap between the two likeliest next tokens along the greedy line."""
+    logp, past = lm.step(np.asarray([_window(lm, prompt.ids, 48)]), lm.empty_past())
+    state, gaps = LineState(vocab, prompt.need, 48), []
+    while True:
+        top = np.sort(logp[0])[-2:]
+        gaps.append(float(top[1] - top[0]))
+        t = state.push(logp[0])
+        if t is None or state.done:
+            return min(gaps)
+        logp, past = lm.step(np.asarray([[t]]), past)
+
+
 @pytest.mark.slow
 def test_the_release_model_recycles_to_the_same_lines(release_model_dir: Path) -> None:
     lm = OnnxDecoder(release_model_dir)
     vocab, recycler = Vocab(lm), Recycler(lm)
-    same = total = 0
-    # Fixed texts (not this repository's own files, which change): where float rounding
-    # decides a near-tie, tree calls and one-token calls may pick different tokens.
+    total, differ = 0, []
+    # Fixed texts (not this repository's own files, which change). The int8 graph run on
+    # several tokens at once can differ in the last bits from the one-token call, so a line
+    # may differ only where greedy decoding itself met a near-tie.
     for path in ("textwrap.py", "shlex.py"):
         lines = (STDLIB / path).read_text().splitlines(keepends=True)
         for i in range(40, len(lines), 9):
@@ -208,8 +234,9 @@ def test_the_release_model_recycles_to_the_same_lines(release_model_dir: Path) -
             head = "".join(lines[:i]) + lines[i][: len(lines[i]) // 2]
             prompt = fim_prompt(lm, heal(lm, head, "healing"), "".join(lines[i + 1 : i + 20]))
             want = greedy_line(lm, vocab, prompt)[0]
-            same += recycler.greedy_line(vocab, prompt)[0] == want
+            if recycler.greedy_line(vocab, prompt)[0] != want:
+                differ.append(prompt)
             total += 1
-    # the shipped int8 graph run on several tokens at once can differ in the last bits from
-    # the one-token call: one near-tie in 82 lines flips with the current weights
-    assert total > 40 and same >= total - 1
+    assert total > 40 and len(differ) <= 2
+    for prompt in differ:
+        assert _closest_call(lm, vocab, prompt) < NEAR_TIE
