@@ -15,16 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fillpoint.completion.decoding import (
-    LineState,
-    PrefixCache,
-    Prompt,
-    Vocab,
-    _window,
-    fim_prompt,
-    greedy_line,
-    heal,
-)
+from fillpoint.completion.decoding import PrefixCache, Prompt, Vocab, fim_prompt, greedy_line, heal
 from fillpoint.completion.recycling import AdjacencyTable, Recycler, document_draft, tree_shape
 from fillpoint.completion.runtime import OnnxDecoder
 
@@ -206,16 +197,23 @@ NEAR_TIE = 0.05  # nats between the two likeliest tokens: within the int8 graph'
 
 
 def _closest_call(lm: OnnxDecoder, vocab: Vocab, prompt: Prompt) -> float:
-    """The smallest gap between the two likeliest next tokens along the greedy line."""
-    logp, past = lm.step(np.asarray([_window(lm, prompt.ids, 48)]), lm.empty_past())
-    state, gaps = LineState(vocab, prompt.need, 48), []
-    while True:
+    """The smallest gap between the two likeliest next tokens along the greedy line, read
+    from the rows `greedy_line` itself decodes."""
+    gaps: list[float] = []
+    step = lm.step
+
+    def recording(ids: np.ndarray, past: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logp, present = step(ids, past)
         top = np.sort(logp[0])[-2:]
         gaps.append(float(top[1] - top[0]))
-        t = state.push(logp[0])
-        if t is None or state.done:
-            return min(gaps)
-        logp, past = lm.step(np.asarray([[t]]), past)
+        return logp, present
+
+    lm.step = recording  # type: ignore[method-assign]
+    try:
+        greedy_line(lm, vocab, prompt)
+    finally:
+        del lm.step  # the class's method again
+    return min(gaps)
 
 
 @pytest.mark.slow
