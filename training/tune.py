@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
 from tqdm import tqdm
 
 from fillpoint.completion import decoding
+from fillpoint.completion.bytelevel_onnx import ByteLevelDecoder
 from fillpoint.completion.codefill_runtime import CodeFillRuntime
 from fillpoint.completion.context import build_context
 from fillpoint.completion.documents import Document
@@ -33,11 +35,13 @@ def sweep(
     n: int,
     weights: tuple[float, ...] = WEIGHTS,
     codefill_weights: tuple[float, ...] = CODEFILL_WEIGHTS,
+    mode: str = "healing",
 ) -> dict:
     """top-1/top-5/MRR@10 at identifier starts and mid-token for each pair of weights,
-    keyed "file weight/codefill weight"."""
+    keyed "file weight/codefill weight", with the decoder's names found in `mode`."""
     lm = OnnxDecoder(model)
     vocab = decoding.Vocab(lm)
+    bytelevel = ByteLevelDecoder(lm) if mode == "bytelevel" else None
     codefill = CodeFillRuntime(model / "codefill") if (model / "codefill").is_dir() else None
     if codefill is None:
         codefill_weights = (0.0,)
@@ -52,7 +56,15 @@ def sweep(
             if codefill is not None:
                 head = s.prefix[: len(s.prefix) - len(ctx.partial)]
                 named = codefill_names(codefill, head, ctx)
-            cases.append((ctx, model_candidates(lm, vocab, ctx, "healing"), named, s.truth))
+            if bytelevel is not None:
+                found = [
+                    decoding.Candidate(y, math.log(p))
+                    for y, p in bytelevel.complete_identifier(ctx.prefix, k=10)
+                    if p > 0
+                ]
+            else:
+                found = model_candidates(lm, vocab, ctx, mode)
+            cases.append((ctx, found, named, s.truth))
         out[name] = {
             f"{w}/{cw}": rank_metrics(
                 [[c.text for c in rank(f, ctx, 10, w, nm, cw)] for ctx, f, nm, _ in cases],
@@ -70,8 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="models/release")
     p.add_argument("--corpus", default="data/corpus")
     p.add_argument("--n", type=int, default=200)
+    p.add_argument("--mid-token", choices=("healing", "naive", "bytelevel"), default="healing")
     args = p.parse_args(argv)
-    result = sweep(Path(args.model), Path(args.corpus), args.n)
+    result = sweep(Path(args.model), Path(args.corpus), args.n, mode=args.mid_token)
     for name, rows in result.items():
         print(name)
         for w, m in rows.items():

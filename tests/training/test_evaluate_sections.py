@@ -15,6 +15,7 @@ from fillpoint.training.eval_infill import sample_spans
 from fillpoint.training.eval_ngram import first_statement
 from fillpoint.training.eval_statement import sample_statements
 from fillpoint.training.evaluate import add_arguments, main
+from fillpoint.training.tune import sweep
 
 pytestmark = pytest.mark.slow
 
@@ -109,3 +110,13 @@ def test_eval_command_on_tiny_model(
     for title in titles:
         assert title in md
     assert (out / "statement.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("mode", ["healing", "bytelevel"])
+def test_weight_sweep_in_each_mode(tiny_model_dir: Path, eval_corpus: Path, mode: str) -> None:
+    result = sweep(tiny_model_dir, eval_corpus, 4, weights=(0.0, 0.5), mode=mode)
+    for section in ("identifier_starts", "mid_token"):
+        rows = result[section]
+        assert set(rows) == {"0.0/0.0", "0.5/0.0"}  # no CodeFill in the tiny release
+        assert len({m["n"] for m in rows.values()}) == 1  # every pair ranks the same samples
+        assert all(0 <= m["top1"] <= m["top5"] <= 1 and m["n"] > 0 for m in rows.values())
