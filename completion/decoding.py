@@ -9,6 +9,7 @@ pieces must spell them again ("need"); naive mode keeps the prompt as typed.
 from __future__ import annotations
 
 import bisect
+import copy
 import math
 import re
 import threading
@@ -444,11 +445,12 @@ def looping(ids: list[int], k: int = 4) -> bool:
 
 
 class LineState:
-    """Greedy line decoding one token at a time: the choice and the stop rules, no model.
+    """Line decoding one token at a time: the choice and the stop rules, no model.
 
-    `push(row)` takes the log-probs of the next token and returns the chosen token, or None
-    when decoding stops. Plain greedy decoding and Token Recycling both drive it, so they
-    stop at the same places by construction.
+    `push(row)` takes the log-probs of the next token and returns the greedy choice, or
+    None when decoding stops. Plain greedy decoding and Token Recycling both drive it, so
+    they stop at the same places by construction; the line beam drives copies of it through
+    `allowed` and `accept`, with the same rules.
     """
 
     def __init__(self, vocab: Vocab, need: str, max_tokens: int) -> None:
@@ -456,23 +458,42 @@ class LineState:
         self.pieces: list[str] = []
         self.ids: list[int] = []
         self.total = 0.0
+        self.score = 0.0  # total, plus the log-prob of the end of text where that ended it
         self.spelled = 0
         self.done = max_tokens <= 0
+
+    def copy(self) -> LineState:
+        """An independent state with the same tokens so far (a beam's branch)."""
+        other = copy.copy(self)
+        other.pieces, other.ids = list(self.pieces), list(self.ids)
+        return other
+
+    def allowed(self, row: np.ndarray) -> np.ndarray:
+        """`row` with the tokens that cannot come next at -inf (the typed text comes first)."""
+        if self.spelled < len(self.need):
+            return np.where(allowed_for_need(self.vocab, self.need[self.spelled :]), row, -np.inf)
+        return row
 
     def push(self, row: np.ndarray) -> int | None:
         """Choose the next token from `row` (V,), or stop; None once decoding has stopped."""
         if self.done:
             return None
-        if self.spelled < len(self.need):
-            row = np.where(allowed_for_need(self.vocab, self.need[self.spelled :]), row, -np.inf)
+        row = self.allowed(row)
         t = int(np.argmax(row))
-        if self.vocab.special[t] or not np.isfinite(row[t]):
+        return t if self.accept(t, float(row[t])) else None
+
+    def accept(self, t: int, logp: float) -> bool:
+        """Take token `t` (log-prob `logp`) and apply the stop rules; False when `t` ends the
+        text instead (an end-of-text token, or one the model rules out)."""
+        if self.vocab.special[t] or not math.isfinite(logp):
             self.done = True
-            return None
+            self.score += logp
+            return False
         self.pieces.append(self.vocab.texts[t])
         self.spelled += len(self.pieces[-1])
         self.ids.append(t)
-        self.total += float(row[t])
+        self.total += logp
+        self.score = self.total
         if looping(self.ids):
             del self.pieces[-4:]
             self.done = True
@@ -480,7 +501,7 @@ class LineState:
             self.done = True
         elif len(self.ids) >= self.max_tokens:
             self.done = True
-        return t
+        return True
 
     def result(self) -> tuple[str, float]:
         """(text after `need` up to the end of the line, mean log-prob of the chosen tokens)."""
@@ -513,6 +534,56 @@ def greedy_line(
             break
         logp, past = lm.step(np.asarray([[t]]), past)
     return state.result()
+
+
+def beam_line(
+    lm: OnnxDecoder,
+    vocab: Vocab,
+    prompt: Prompt,
+    width: int = 3,
+    max_tokens: int = 48,
+    cancel: CancelToken | None = None,
+    cache: PrefixCache | None = None,
+) -> tuple[str, float]:
+    """The likeliest line (sum of log-probs) that a beam of `width` finds; the same stop
+    rules and result as `greedy_line`, which is the beam of width 1.
+
+    The branches run as one batch per token. A finished line's score only falls as a live
+    branch goes on, so the search stops once no live branch scores above the best finished
+    line. On held-out lines a beam of 3 matched the whole line more often than greedy
+    decoding (docs/evaluation)."""
+    ids = _window(lm, prompt.ids, max_tokens)
+    logp, past = _prefill(lm, ids, cache)
+    live = [LineState(vocab, prompt.need, max_tokens)]
+    done = [s for s in live if s.done]
+    live = [s for s in live if not s.done]
+    while live:
+        if cancel is not None:
+            cancel.check()
+        options = []
+        for i, (state, row) in enumerate(zip(live, logp, strict=True)):
+            row = state.allowed(row)
+            for t in np.argsort(-row, kind="stable")[:width]:
+                if np.isfinite(row[t]):
+                    options.append((state.total + float(row[t]), i, int(t), float(row[t])))
+        options.sort(key=lambda o: o[0], reverse=True)
+        branches: list[tuple[int, LineState]] = []
+        for _, i, t, lp in options[:width]:
+            state = live[i].copy()
+            if state.accept(t, lp) and not state.done:
+                branches.append((i, state))
+            else:
+                done.append(state)
+        best = max((s.score for s in done), default=-math.inf)
+        branches = [(i, s) for i, s in branches if s.total > best]
+        if not branches:
+            break
+        past = past[:, :, [i for i, _ in branches]]
+        live = [s for _, s in branches]
+        logp, past = lm.step(np.asarray([[s.ids[-1]] for s in live]), past)
+    if not done:
+        return "", 0.0
+    return max(done, key=lambda s: s.score).result()
 
 
 def fim_prompt(lm: OnnxDecoder, prompt: Prompt, suffix: str, suffix_tokens: int = 64) -> Prompt:

@@ -353,8 +353,11 @@ class Engine:
         else:
             prompt = self._line_prompt(lm, ctx)
             cache, n = self._caches.get("inline"), self.settings.max_inline_tokens
-            recycler = self._recycler(lm, self.settings.line_drafts)
-            if recycler is not None:
+            if self.settings.line_beam > 1:
+                text, mean_logp = decoding.beam_line(
+                    lm, vocab, prompt, self.settings.line_beam, n, cancel, cache
+                )
+            elif (recycler := self._recycler(lm, self.settings.line_drafts)) is not None:
                 text, mean_logp = recycler.greedy_line(vocab, prompt, n, cancel, cache)
             else:
                 text, mean_logp = decoding.greedy_line(lm, vocab, prompt, n, cancel, cache)

@@ -25,6 +25,7 @@ from fillpoint.completion.decoding import (
     Vocab,
     allowed_for_need,
     beam_identifiers,
+    beam_line,
     fim_prompt,
     greedy_line,
     heal,
@@ -418,6 +419,72 @@ def test_greedy_line_never_returns_a_newline(lm: OnnxDecoder, vocab: Vocab, pref
     for mode in ("healing", "naive"):
         text, mean = greedy_line(lm, vocab, heal(lm, prefix, mode), max_tokens=24)
         assert "\n" not in text and "\r" not in text and mean <= 0.0
+
+
+def ref_best_line(lm: ToyLM, prompt: Prompt, max_tokens: int) -> tuple[float, str]:
+    """Brute force: the best (score, line) over every token path under greedy_line's rules
+    (the typed text spelled first; a line ends at a newline, the end of text or max_tokens)."""
+    best = (-math.inf, "")
+
+    def walk(ids: list[int], text: str, score: float) -> None:
+        nonlocal best
+        logp = lm.dist([*prompt.ids, *ids])
+        for t, lp in enumerate(logp):
+            rest = prompt.need[len(text) :]
+            if rest and not ref_allowed(rest, lm.token_text[t]):
+                continue
+            if t in lm.special_ids:
+                best = max(best, (score + lp, text[len(prompt.need) :]))
+                continue
+            new = text + lm.token_text[t]
+            ended = len(new) > len(prompt.need) and "\n" in new[len(prompt.need) :]
+            if ended or len(ids) + 1 == max_tokens:
+                best = max(best, (score + lp, new[len(prompt.need) :].split("\n", 1)[0]))
+            else:
+                walk([*ids, t], new, score + lp)
+
+    walk([], "", 0.0)
+    return best
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    need=st.sampled_from(["", " ", " a", "a"]),
+    max_tokens=st.integers(1, 3),
+)
+def test_a_wide_line_beam_finds_the_likeliest_line(seed: int, need: str, max_tokens: int) -> None:
+    lm = ToyLM({"": {A: seed % 7 - 3}})
+    prompt = Prompt([A + seed % 3], need)
+    score, line = ref_best_line(lm, prompt, max_tokens)
+    width = len(TOY_TEXTS) ** max_tokens  # every path fits: the beam is exhaustive
+    assert beam_line(lm, toy_vocab(lm), prompt, width, max_tokens)[0] == line
+    # a narrow beam finds a line no better than that one, and greedy is the beam of width 1
+    assert beam_line(lm, toy_vocab(lm), prompt, 1, max_tokens) == greedy_line(
+        lm, toy_vocab(lm), prompt, max_tokens
+    )
+    assert math.isfinite(score)
+
+
+def test_the_line_beam_looks_past_a_likelier_first_token() -> None:
+    # " b" is likelier first, but every line after it is poor; " a" leads to a sure line
+    script = {
+        "": {TOY_TEXTS.index(" b"): 10, SPACE_A: 8},
+        " a": {NEWLINE: 30},
+        " b": {},
+    }
+    lm = ToyLM(script)
+    assert greedy_line(lm, toy_vocab(lm), Prompt([], ""), 2)[0].startswith(" b")
+    assert beam_line(lm, toy_vocab(lm), Prompt([], ""), 3, 2)[0] == " a"
+
+
+@needs_model
+@pytest.mark.parametrize("prefix", ["def f(x):\n    return", "import ", "for i in range("])
+def test_the_line_beam_on_the_trained_model(lm: OnnxDecoder, vocab: Vocab, prefix: str) -> None:
+    prompt = heal(lm, prefix, "healing")
+    assert beam_line(lm, vocab, prompt, 1, 24) == greedy_line(lm, vocab, prompt, 24)
+    text, mean = beam_line(lm, vocab, prompt, 3, 24)
+    assert "\n" not in text and mean <= 0.0
 
 
 # --- FIM prompts ----------------------------------------------------------------------------
