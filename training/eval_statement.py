@@ -71,6 +71,9 @@ def model_predictor(model: Path) -> Predictor:
 
     Decoding runs line by line (the engine's greedy line decoder, healed prompt); a line
     that leaves the statement open (a bracket, a backslash) is followed by the next one.
+    Greedy, not the beam the ghost text uses: on the 200 samples of the evaluation the beam
+    of 3 scored lower (ROUGE-L 42.8 against 44.8 at n = 2, 35.3 against 39.4 at n = 8), as
+    it prefers lines that end sooner, which leaves out the statement's later tokens.
     """
     lm = OnnxDecoder(model)
     vocab = decoding.Vocab(lm)
