@@ -29,16 +29,26 @@ def _config_file(depth: int) -> str:
     return "train_config_before.json" if depth == 1 else f"train_config_before_{depth}.json"
 
 
-def _continued(chain: list[dict]) -> list[str]:
-    """The card's lines on the runs these weights started from, nearest first."""
+def _continued(state: dict, chain: list[dict]) -> list[str]:
+    """The card's lines on the runs these weights started from, nearest first (each line
+    the run the line above started from), and the training of all of them together."""
     lines = []
     for depth, run in enumerate(chain, 1):
-        which = "an earlier run" if depth == 1 else "the run before that"
+        which = "which had started from the weights of the run before it"
+        if depth == 1:
+            which = "starting from the weights of an earlier run"
         lines.append(
-            f"- starting from the weights of {which}: {run['step']} steps, "
+            f"- {which}: {run['step']} steps, "
             f"{run['tokens'] / 1e6:.1f}M tokens, {run['seconds'] / 60:.1f} minutes on "
             f"{run.get('hardware', 'unknown hardware')} "
             f"(configuration: `docs/evaluation/{_config_file(depth)}`)"
+        )
+    if chain:
+        runs = [state, *chain]
+        lines.append(
+            f"- in all, {len(runs)} runs: {sum(r['step'] for r in runs)} steps, "
+            f"{sum(r['tokens'] for r in runs) / 1e6:.1f}M tokens, "
+            f"{sum(r['seconds'] for r in runs) / 60:.1f} minutes"
         )
     return lines
 
@@ -89,7 +99,7 @@ def model_card(run: Path, tokenizer: Path, evaluation: dict | None) -> tuple[str
         f"- trained {state['step']} steps, {state['tokens'] / 1e6:.1f}M tokens, "
         f"{state['seconds'] / 60:.1f} minutes on {hardware} (bf16 autocast), "
         f"{state['tokens'] / max(1.0, state['seconds']) / 1e3:.0f}k tokens/s",
-        *_continued(chain),
+        *_continued(state, chain),
         f"- final validation loss {val[-1]:.3f} nats "
         f"({1 - type_weight:g} token + {type_weight:g} type)"
         if val

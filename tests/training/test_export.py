@@ -188,12 +188,18 @@ def test_the_card_names_the_run_a_model_continued_from(tiny_run_dir: Path, tmp_p
     state_file = run / "checkpoint" / "trainer_state.json"
     state = json.loads(state_file.read_text())
     first = {"step": 1135, "tokens": 74_383_360, "seconds": 133.2, "hardware": "a GPU"}
-    before = {"step": 3392, "tokens": 55_574_528, "seconds": 6600.2, "continued_from": first}
+    second = {"step": 3392, "tokens": 55_574_528, "seconds": 6600.2, "continued_from": first}
+    before = {"step": 3346, "tokens": 54_820_864, "seconds": 6912.0, "continued_from": second}
     state_file.write_text(json.dumps({**state, "continued_from": before}))
     card, extra = model_card(run, tiny_run_dir.parent / "tokenizer.json", None)
-    assert "an earlier run: 3392 steps, 55.6M tokens, 110.0 minutes" in card
-    assert "the run before that: 1135 steps, 74.4M tokens, 2.2 minutes on a GPU" in card
-    assert card.index("train_config_before.json") < card.index("train_config_before_2.json")
+    lines = [line for line in card.splitlines() if "from the weights of" in line]
+    assert len(lines) == 3  # one line per earlier run, nearest first
+    assert lines[0].startswith("- starting from the weights of an earlier run: 3346 steps")
+    assert "the run before it: 3392 steps, 55.6M tokens, 110.0 minutes" in lines[1]
+    assert "the run before it: 1135 steps, 74.4M tokens, 2.2 minutes on a GPU" in lines[2]
+    assert all(f"before{s}.json" in line for s, line in zip(("", "_2", "_3"), lines, strict=True))
+    steps = state["step"] + 3346 + 3392 + 1135
+    assert f"- in all, 4 runs: {steps} steps" in card
     assert extra["continued_from"] == before
     plain, extra = model_card(tiny_run_dir, tiny_run_dir.parent / "tokenizer.json", None)
     assert "earlier run" not in plain and "before.json" not in plain
