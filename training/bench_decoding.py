@@ -1,5 +1,6 @@
 """Line decoding speed: plain greedy decoding against the drafters of `recycling.DRAFTERS`
-(Token Recycling's table tree, and chains drafted from the document), in-process.
+(Token Recycling's table tree, and chains drafted from the document), in-process, and the
+cost of the beam that ghost text decodes with by default.
 
 Each held-out file gives line prompts in file order (a random cut inside a code line, the
 rest of the file below as the fill-in-the-middle suffix), decoded the way inline completion
@@ -21,6 +22,7 @@ from typing import Any
 from fillpoint.completion import decoding
 from fillpoint.completion.recycling import DRAFTERS, Recycler
 from fillpoint.completion.runtime import OnnxDecoder
+from fillpoint.completion.types import EngineSettings
 
 
 def _sampled_lines(
@@ -78,8 +80,9 @@ class Race:
     def __init__(self, lm: OnnxDecoder, max_tokens: int = 48) -> None:
         self.lm, self.vocab, self.max_tokens = lm, decoding.Vocab(lm), max_tokens
         self.drafters = {kind: Recycler(lm, **cfg) for kind, cfg in DRAFTERS.items()}
-        self.cpu = dict.fromkeys(["greedy", *self.drafters], 0.0)
-        self.same = dict.fromkeys(self.drafters, 0)
+        self.width = EngineSettings().line_beam  # the ghost text's beam, for its cost
+        self.cpu = dict.fromkeys(["greedy", *self.drafters, "beam"], 0.0)
+        self.same = dict.fromkeys([*self.drafters, "beam"], 0)
         self.lines = 0
 
     def decode(self, prompt: decoding.Prompt) -> str:
@@ -96,6 +99,10 @@ class Race:
             got = drafter.greedy_line(vocab, prompt, n, None, cache)
             self.cpu[kind] += time.process_time() - t
             self.same[kind] += got[0] == want[0]
+        t = time.process_time()
+        got = decoding.beam_line(lm, vocab, prompt, self.width, n, None, cache)
+        self.cpu["beam"] += time.process_time() - t
+        self.same["beam"] += got[0] == want[0]
         self.lines += 1
         return want[0]
 
@@ -115,6 +122,11 @@ class Race:
                     "speedup": cpu["greedy"] / cpu[kind] if cpu[kind] else None,
                 }
                 for kind, d in self.drafters.items()
+            },
+            "beam": {
+                "width": self.width,
+                "identical": self.same["beam"],
+                "speedup": cpu["greedy"] / cpu["beam"] if cpu["beam"] else None,
             },
             "cpu_s": cpu,
             "tokens_per_s": {k: tokens / v if v else None for k, v in cpu.items()},
@@ -164,6 +176,11 @@ def _table(result: dict[str, Any]) -> list[str]:
             f"| {NAMES[kind]} | {tps[kind]:.0f} | {d['speedup']:.2f}x | "
             f"{d['tokens_per_call']:.2f} | {d['identical']}/{lines} |"
         )
+    if (beam := result.get("beam")) and beam["speedup"]:
+        rows.append(
+            f"| beam of {beam['width']} (the ghost text's decoder) | – | {beam['speedup']:.2f}x "
+            f"| – | {beam['identical']}/{lines} |"
+        )
     return rows
 
 
@@ -179,7 +196,9 @@ def to_markdown(result: dict[str, Any]) -> list[str]:
         "from its table of the model's own next tokens; drafts from the document are the up "
         f"to {drafters['document']['chain']} tokens that followed the line's last tokens where "
         "they occurred before (in the line decoded last, the prompt or the line so far). "
-        "Tokens per call count the prompt's call.",
+        "Tokens per call count the prompt's call. The beam is what ghost text decodes with "
+        "by default (the drafts speed up greedy decoding only): its row gives its cost "
+        "against greedy decoding, and how often it chose the same line.",
         "",
         *_table(result),
         "",
