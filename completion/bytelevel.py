@@ -258,19 +258,21 @@ class ByteLevel:
         max_tokens: int = 64,
         max_prefix: int = 0,
         check: Callable[[], None] | None = None,
+        width: int = 1,
     ) -> bytes:
         """Greedy continuation of `prompt`: byte by byte over exact next-byte distributions
         until one cover holds 1 - eps of the mass (or after `max_byte_steps` bytes), then
-        token by token from that cover. `eps` = 0 never leaves byte mode. Stops at END,
-        when `stop(output)` is true, or at `max_bytes`; `check()` runs before every step
-        (a cancellation hook that raises)."""
+        token by token from that cover (with a beam of `width` from there when it is over
+        1: `_token_beam`). `eps` = 0 never leaves byte mode. Stops at END, when
+        `stop(output)` is true, or at `max_bytes`; `check()` runs before every step (a
+        cancellation hook that raises)."""
         s, out = self.start(prompt, context, max_prefix=max_prefix), b""
         while len(out) < max_bytes:
             if check is not None:
                 check()
             top = self._collapsed(s, eps if len(out) < max_byte_steps else 1.0) if eps > 0 else None
             if top is not None:
-                return self._token_mode(s, top, out, stop, max_bytes, max_tokens, check)
+                return self._token_mode(s, top, out, stop, max_bytes, max_tokens, check, width)
             d = self.next_distributions([s])[0]
             b = int(np.argmax(d))
             if d[b] <= 0 or b == END:
@@ -290,10 +292,13 @@ class ByteLevel:
         max_bytes: int,
         max_tokens: int,
         check: Callable[[], None] | None,
+        width: int = 1,
     ) -> bytes:
         out += self.tok.token_bytes[c.ids[-1]][len(s.data) - c.start :]
         if stop(out) or len(out) >= max_bytes:
             return out[:max_bytes]
+        if width > 1:
+            return self._token_beam(s.prefix, c.ids, out, stop, max_bytes, max_tokens, check, width)
         stream = self.scorer.stream(s.prefix, c.ids)
         for _ in range(max_tokens):
             if check is not None:
@@ -306,6 +311,53 @@ class ByteLevel:
                 break
             stream.push(t)
         return out[:max_bytes]
+
+    def _token_beam(
+        self,
+        prefix: Ids,
+        ids: Ids,
+        out: bytes,
+        stop: Callable[[bytes], bool],
+        max_bytes: int,
+        max_tokens: int,
+        check: Callable[[], None] | None,
+        width: int,
+    ) -> bytes:
+        """`_token_mode` with a beam: the likeliest continuation of `out` (sum of token
+        log-probs after prefix + ids) that `width` branches find, each branch's rows from
+        the scorer's tails after `prefix`, one batched call per token. A finished branch's
+        score only falls as a live one goes on, so the search stops once no live branch
+        scores above the best finished one."""
+        live: list[tuple[float, Ids, bytes]] = [(0.0, ids, out)]
+        done: list[tuple[float, bytes]] = []
+        for _ in range(max_tokens):
+            if check is not None:
+                check()
+            rows = self.scorer.rows(prefix, [tail for _, tail, _ in live])
+            options = []
+            for score, tail, text in live:
+                row = rows[tail]
+                for t in np.argsort(-row, kind="stable")[:width]:
+                    if np.isfinite(row[t]):
+                        options.append((score + float(row[t]), tail, text, int(t)))
+            options.sort(key=lambda o: o[0], reverse=True)
+            branches = []
+            for score, tail, text, t in options[:width]:
+                piece = self.tok.token_bytes[t]
+                grown = text + piece
+                if not piece:  # a special token: the text ends here
+                    done.append((score, text))
+                elif stop(grown) or len(grown) >= max_bytes:
+                    done.append((score, grown[:max_bytes]))
+                else:
+                    branches.append((score, (*tail, t), grown))
+            best = max((score for score, _ in done), default=-math.inf)
+            live = [b for b in branches if b[0] > best]
+            if not live:
+                break
+        else:
+            done += [(score, text) for score, _, text in live]  # out of tokens
+        return max(done, key=lambda d: d[0])[1] if done else out
 
     def complete_identifier(
         self,

@@ -397,8 +397,10 @@ class ByteLevelDecoder:
         suffix: str | None = None,
         max_tokens: int = 48,
         cancel: CancelToken | None = None,
+        width: int = 1,
     ) -> str:
-        """Greedy completion of the rest of the line at the end of `prefix`."""
+        """The rest of the line at the end of `prefix`: greedy byte by byte until the token
+        boundary is healed, then greedy token by token (`width` 1) or a beam of `width`."""
         ctx = self._context(suffix)
         room = self.lm.block_size - max_tokens - 16 - 1  # 16 bytes at most in byte mode
         out = self.bytelevel.complete_bytes(
@@ -410,5 +412,6 @@ class ByteLevelDecoder:
             max_tokens=max_tokens,
             max_prefix=room,
             check=cancel.check if cancel is not None else None,
+            width=width,
         )
         return out.split(b"\n", 1)[0].decode("utf-8", errors="ignore")

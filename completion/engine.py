@@ -347,7 +347,11 @@ class Engine:
         if (bytelevel := self._byte_decoder("inline")) is not None:
             with self._bytelevel_lock:
                 text = bytelevel.complete_line(
-                    ctx.prefix, ctx.suffix, self.settings.max_inline_tokens, cancel
+                    ctx.prefix,
+                    ctx.suffix,
+                    self.settings.max_inline_tokens,
+                    cancel,
+                    self.settings.line_beam,
                 )
             mean_logp = -math.inf  # the byte-level search does not score the line
         else:

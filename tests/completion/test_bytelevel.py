@@ -24,7 +24,7 @@ from fillpoint.completion.bytelevel import (
     strings_next_byte,
     with_strings,
 )
-from fillpoint.completion.bytelevel_base import StatelessScorer
+from fillpoint.completion.bytelevel_base import Cover, State, StatelessScorer
 from fillpoint.completion.bytelevel_onnx import ByteLevelDecoder, HFByteTokenizer, OnnxScorer
 from fillpoint.completion.bytelevel_reference import (
     NO_LOOKAHEAD,
@@ -202,15 +202,22 @@ def test_identifier_probabilities_are_exact(seed: int, x: bytes) -> None:
         assert close(p, dist[non_word].sum() * mass / p_x)
 
 
-@FAST
-@given(seeds, texts)
-def test_greedy_leaves_byte_mode_once_one_cover_holds_the_mass(seed: int, x: bytes) -> None:
+def healed(seed: int, x: bytes) -> tuple[HashLM, ByteLevel, State, Cover]:
+    """A toy model, its byte-level search, the state after x and the cover that holds at
+    least half of its mass (hypothesis rejects x where no cover does)."""
     lm = HashLM(FIXED, seed)
     bl = ByteLevel(FIXED, lm)
     s = bl.start(x)
     assume(s.covers)
     top = max(s.covers, key=lambda c: c.logq)
     assume(math.exp(top.logq - s.logq) >= 0.5)
+    return lm, bl, s, top
+
+
+@FAST
+@given(seeds, texts)
+def test_greedy_leaves_byte_mode_once_one_cover_holds_the_mass(seed: int, x: bytes) -> None:
+    lm, bl, s, top = healed(seed, x)
     out = bl.complete_bytes(x, stop=lambda o: len(o) >= 8, max_bytes=8, eps=0.5)
     # the rest of the winning cover's last token, then greedy tokens from that cover
     want, ids = FIXED.token_bytes[top.ids[-1]][len(x) - top.start :], [*s.prefix, *top.ids]
@@ -220,6 +227,38 @@ def test_greedy_leaves_byte_mode_once_one_cover_holds_the_mass(seed: int, x: byt
             break
         want, ids = want + FIXED.token_bytes[t], [*ids, t]
     assert out == want[:8]
+
+
+def best_token_path(tok: ToyBPE, lm: HashLM, ids: list[int], out: bytes, limit: int) -> bytes:
+    """Brute force: the text of the likeliest token path from `ids` until the end of text or
+    `limit` bytes (sum of log-probs), the rules of the token-mode beam."""
+    best = (-math.inf, out)
+
+    def walk(ids: list[int], text: bytes, score: float) -> None:
+        nonlocal best
+        for t, lp in enumerate(lm.next_logprobs(ids)):
+            if not np.isfinite(lp):
+                continue
+            if t in tok.special_ids:
+                best = max(best, (score + lp, text))
+            elif len(text + tok.token_bytes[t]) >= limit:
+                best = max(best, (score + lp, (text + tok.token_bytes[t])[:limit]))
+            else:
+                walk([*ids, t], text + tok.token_bytes[t], score + lp)
+
+    walk(ids, out, 0.0)
+    return best[1]
+
+
+@FAST
+@given(seeds, texts)
+def test_a_wide_token_beam_finds_the_likeliest_continuation(seed: int, x: bytes) -> None:
+    lm, bl, s, top = healed(seed, x)
+    first = FIXED.token_bytes[top.ids[-1]][len(x) - top.start :]
+    limit = len(first) + 4  # four more tokens at most: every path fits a beam of V^4
+    width = len(FIXED.token_bytes) ** 4
+    out = bl.complete_bytes(x, lambda o: len(o) >= limit, limit, eps=0.5, width=width)
+    assert out == best_token_path(FIXED, lm, [*s.prefix, *top.ids], first, limit)
 
 
 def test_ensemble_averages_models_with_different_vocabularies() -> None:
