@@ -113,7 +113,7 @@ class EngineSettings:
     # the document, "table" Token Recycling's tree; "document" pays on this model, the
     # table's tree does not (`recycling.DRAFTERS`, docs/benchmarks.md)
     line_drafts: LineDrafts = "document"
-    # Ghost text is the likeliest line a beam of this width finds (batched, one model call
+    # Ghost text is the likeliest line a beam of this width finds (`lineBeam`; one model call
     # per token); 1 is greedy decoding, the only one the drafts above speed up. On held-out
     # lines a beam of 3 matched whole lines more often than greedy decoding (docs/evaluation)
     line_beam: int = 3

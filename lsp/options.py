@@ -55,6 +55,14 @@ class Options:
         "list), 'bytelevel' (exact byte-level probabilities everywhere) or 'naive' (as typed).",
         enum=list(get_args(MidTokenMode)),
     )
+    lineBeam: int = _option(
+        _ENGINE_DEFAULTS.line_beam,
+        "Width of the beam search that decodes ghost text: the likeliest line it finds is "
+        "shown. Wider finds likelier lines at more CPU per line; 1: greedy decoding, the "
+        "fastest (with drafts from the document checked in one model call).",
+        minimum=1,
+        maximum=8,
+    )
     debounceMs: int = _option(
         0,
         "Milliseconds a request waits before inference starts; a newer request for the "
@@ -83,6 +91,7 @@ class Options:
             max_items=self.maxItems,
             inline=self.inline,
             mid_token=self.midToken,
+            line_beam=self.lineBeam,
         )
 
     @property

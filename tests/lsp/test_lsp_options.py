@@ -28,6 +28,7 @@ def test_valid_values_are_taken() -> None:
         "maxItems": 7,
         "inline": False,
         "midToken": "bytelevel",
+        "lineBeam": 1,
         "debounceMs": 40,
         "logLevel": "debug",
     }
@@ -50,6 +51,7 @@ def test_section_wrapper_is_accepted() -> None:
         ("inline", "yes", "true or false"),
         ("midToken", "bytes", "'bytelevel'"),
         ("debounceMs", -5, "between 0 and"),
+        ("lineBeam", 0, "between 1 and"),
         ("logLevel", "loud", "'debug'"),
         ("modelPath", 42, "folder path"),
     ],
@@ -90,10 +92,15 @@ def test_format_problems_is_one_line() -> None:
 
 
 def test_to_engine_settings() -> None:
-    options = Options(modelPath="/m", maxItems=5, inline=False, midToken="naive")
+    options = Options(modelPath="/m", maxItems=5, inline=False, midToken="naive", lineBeam=1)
     settings = options.to_engine_settings()
     assert settings == dataclasses.replace(
-        EngineSettings(), model_path="/m", max_items=5, inline=False, mid_token="naive"
+        EngineSettings(),
+        model_path="/m",
+        max_items=5,
+        inline=False,
+        mid_token="naive",
+        line_beam=1,
     )
     assert dataclasses.replace(Options().to_engine_settings(), model_path=None) == EngineSettings()
 

@@ -1,9 +1,9 @@
 -- fillpoint: offline neural code completion for Python (completion list and inline ghost text).
 --
 -- Server options go in `settings.fillpoint` (the names of the VS Code settings, without the
--- `fillpoint.` prefix: modelPath, maxItems, inline, midToken, debounceMs, prefetch,
--- logLevel). They are sent at initialize as well, so the model named there is the first one
--- loaded.
+-- `fillpoint.` prefix: modelPath, maxItems, inline, midToken, lineBeam, debounceMs,
+-- prefetch, logLevel). They are sent at initialize as well, so the model named there is the
+-- first one loaded.
 --
 --   vim.lsp.config('fillpoint', { settings = { fillpoint = { modelPath = '~/models/release' } } })
 --   vim.lsp.enable('fillpoint')

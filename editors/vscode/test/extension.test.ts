@@ -76,6 +76,7 @@ describe('activate', () => {
       maxItems: 7,
       inline: true,
       midToken: 'healing',
+      lineBeam: 3,
       debounceMs: 0,
       prefetch: true,
       logLevel: 'info',

@@ -16,6 +16,7 @@ describe('serverKeys', () => {
       'maxItems',
       'inline',
       'midToken',
+      'lineBeam',
       'debounceMs',
       'prefetch',
       'logLevel',
