@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the server's midToken option (default: the server's own default)",
     )
     p.add_argument(
+        "--line-beam",
+        type=int,
+        metavar="W",
+        help="the server's lineBeam option (default: the server's own default)",
+    )
+    p.add_argument(
         "--decoding",
         type=int,
         default=20,
@@ -137,11 +143,13 @@ def _model_name(server: BenchedServer, fallback: str) -> str:
 
 
 def server_options(args: argparse.Namespace) -> dict[str, Any] | None:
-    """fillpoint's initializationOptions for the run: the model, midToken and prefetch, when
-    given."""
+    """fillpoint's initializationOptions for the run: the model, midToken, lineBeam and
+    prefetch, when given."""
     options: dict[str, Any] = {"modelPath": str(Path(args.model).resolve())} if args.model else {}
     if args.mid_token:
         options["midToken"] = args.mid_token
+    if args.line_beam is not None:
+        options["lineBeam"] = args.line_beam
     if args.no_prefetch:
         options["prefetch"] = False
     return options or None

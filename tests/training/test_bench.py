@@ -44,12 +44,13 @@ def test_keystrokes_and_positions() -> None:
     assert advance(0, 0, "a\U0001f600") == (0, 3)  # UTF-16: the emoji is two units
 
 
-def test_server_options_carry_the_model_and_the_mid_token_mode(tmp_path: Path) -> None:
+def test_server_options_carry_the_model_and_the_decoding_options(tmp_path: Path) -> None:
     parse = bench.build_parser().parse_args
     assert bench.server_options(parse(["--model", ""])) is None
     options = bench.server_options(parse(["--model", str(tmp_path), "--mid-token", "auto"]))
     assert options == {"modelPath": str(tmp_path.resolve()), "midToken": "auto"}
     assert bench.server_options(parse(["--no-prefetch"])) == {"prefetch": False}
+    assert bench.server_options(parse(["--line-beam", "1"])) == {"lineBeam": 1}
     with pytest.raises(SystemExit):
         parse(["--mid-token", "exact"])
 
