@@ -47,6 +47,7 @@ from .bytelevel_base import (
     along,
     by_first_byte,
     lse,
+    top_k,
 )
 from .bytelevel_valid import ValidityIndex
 
@@ -337,7 +338,7 @@ class ByteLevel:
             options = []
             for score, tail, text in live:
                 row = rows[tail]
-                for t in np.argsort(-row, kind="stable")[:width]:
+                for t in top_k(row, width):
                     if np.isfinite(row[t]):
                         options.append((score + float(row[t]), tail, text, int(t)))
             options.sort(key=lambda o: o[0], reverse=True)

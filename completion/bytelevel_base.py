@@ -232,6 +232,18 @@ class State:
         return 0.0 if len(self.data) == self.cut else lse(self.cs.logq)
 
 
+def top_k(row: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest entries of `row`, largest first, ties by index (k = 1 is
+    `np.argmax`); a partition, not a sort of the whole vocabulary, for the beams' rows."""
+    if k >= len(row):
+        return np.argsort(-row, kind="stable")
+    if k == 1:
+        return np.asarray([int(np.argmax(row))])
+    kth = row[np.argpartition(-row, k - 1)[k - 1]]
+    idx = np.flatnonzero(row >= kth)  # all ties with the k-th, so that the lowest index wins
+    return idx[np.lexsort((idx, -row[idx]))][:k]
+
+
 def along(rows: dict[Ids, np.ndarray], ids: Ids) -> float:
     """log P(ids | prefix) from rows keyed by ids[:k]."""
     return float(sum(rows[ids[:k]][t] for k, t in enumerate(ids)))

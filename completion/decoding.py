@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .bytelevel_base import top_k
 from .runtime import OnnxDecoder, log_softmax
 from .types import CancelToken, MidTokenMode
 
@@ -563,7 +564,7 @@ def beam_line(
         options = []
         for i, (state, row) in enumerate(zip(live, logp, strict=True)):
             row = state.allowed(row)
-            for t in np.argsort(-row, kind="stable")[:width]:
+            for t in top_k(row, width):
                 if np.isfinite(row[t]):
                     options.append((state.total + float(row[t]), i, int(t), float(row[t])))
         options.sort(key=lambda o: o[0], reverse=True)

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fillpoint.completion.bytelevel_base import top_k
 from fillpoint.completion.decoding import (
     WORD,
     Candidate,
@@ -464,6 +465,15 @@ def test_a_wide_line_beam_finds_the_likeliest_line(seed: int, need: str, max_tok
         lm, toy_vocab(lm), prompt, max_tokens
     )
     assert math.isfinite(score)
+
+
+@given(
+    row=st.lists(st.sampled_from([-np.inf, -3.0, -1.0, -1.0, 0.0, -0.5, -2.25]), min_size=1),
+    k=st.integers(1, 9),
+)
+def test_top_k_is_the_start_of_a_stable_sort(row: list[float], k: int) -> None:
+    values = np.asarray(row)
+    assert top_k(values, k).tolist() == np.argsort(-values, kind="stable")[:k].tolist()
 
 
 def test_the_line_beam_looks_past_a_likelier_first_token() -> None:
