@@ -455,16 +455,17 @@ def ref_best_line(lm: ToyLM, prompt: Prompt, max_tokens: int) -> tuple[float, st
     max_tokens=st.integers(1, 3),
 )
 def test_a_wide_line_beam_finds_the_likeliest_line(seed: int, need: str, max_tokens: int) -> None:
-    lm = ToyLM({"": {A: seed % 7 - 3}})
     prompt = Prompt([A + seed % 3], need)
-    score, line = ref_best_line(lm, prompt, max_tokens)
-    width = len(TOY_TEXTS) ** max_tokens  # every path fits: the beam is exhaustive
-    assert beam_line(lm, toy_vocab(lm), prompt, width, max_tokens)[0] == line
-    # a narrow beam finds a line no better than that one, and greedy is the beam of width 1
-    assert beam_line(lm, toy_vocab(lm), prompt, 1, max_tokens) == greedy_line(
-        lm, toy_vocab(lm), prompt, max_tokens
-    )
+    score, line = ref_best_line(ToyLM({"": {A: seed % 7 - 3}}), prompt, max_tokens)
     assert math.isfinite(score)
+    for tree in (False, True):  # a cache copy per branch, or one shared cache and a mask
+        lm = ToyLM({"": {A: seed % 7 - 3}}, tree=tree)
+        width = len(TOY_TEXTS) ** max_tokens  # every path fits: the beam is exhaustive
+        assert beam_line(lm, toy_vocab(lm), prompt, width, max_tokens)[0] == line
+        # greedy decoding is the beam of width 1
+        text, mean = beam_line(lm, toy_vocab(lm), prompt, 1, max_tokens)
+        want = greedy_line(lm, toy_vocab(lm), prompt, max_tokens)
+        assert text == want[0] and mean == pytest.approx(want[1], abs=1e-12)
 
 
 @given(
@@ -495,6 +496,11 @@ def test_the_line_beam_on_the_trained_model(lm: OnnxDecoder, vocab: Vocab, prefi
     assert beam_line(lm, vocab, prompt, 1, 24) == greedy_line(lm, vocab, prompt, 24)
     text, mean = beam_line(lm, vocab, prompt, 3, 24)
     assert "\n" not in text and mean <= 0.0
+    shared, lm.tree_inputs = lm.tree_inputs, not lm.tree_inputs
+    try:  # the other way of running branches: the same line
+        assert beam_line(lm, vocab, prompt, 3, 24)[0] == text
+    finally:
+        lm.tree_inputs = shared
 
 
 # --- FIM prompts ----------------------------------------------------------------------------
