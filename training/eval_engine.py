@@ -47,6 +47,7 @@ def load_engine(
     file_weight: float,
     codefill_weight: float = EngineSettings().codefill_weight,
     byte_ensemble: bool = False,
+    line_beam: int = EngineSettings().line_beam,
 ) -> Engine:
     """An engine for `model` in one mid-token mode; exits with the load error if it fails."""
     settings = EngineSettings(
@@ -56,6 +57,7 @@ def load_engine(
         file_weight=file_weight,
         codefill_weight=codefill_weight,
         byte_ensemble=byte_ensemble,
+        line_beam=line_beam,
     )
     engine = Engine(settings)
     engine.load()

@@ -16,7 +16,8 @@ INFILL_NOTE = (
     "The cursor is at a random character inside a code line (often inside a word); the span "
     "from it to the line's end, or to a point before a non-word character, is missing; the "
     "rest of the line and the file below it are the suffix (fill-in-the-middle). Scored: "
-    "the engine's ghost text against the span, whitespace-trimmed."
+    "the engine's ghost text against the span, whitespace-trimmed. Rows marked greedy decode "
+    "the line greedily (lineBeam 1) instead of with the ghost text's beam."
 )
 
 
@@ -123,6 +124,12 @@ def to_markdown(results: dict) -> str:
             f"exact match {100 * line['exact']:.1f}%, edit similarity {line['edit_sim']:.1f}, "
             f"n = {line['n']}, p50 {line['p50_ms']:.0f} ms"
         )
+        if greedy := results.get("line_greedy"):
+            text += (
+                f" (the ghost text's beam of {results.get('line_beam', 3)}; greedy decoding: "
+                f"exact match {100 * greedy['exact']:.1f}%, edit similarity "
+                f"{greedy['edit_sim']:.1f}, p50 {greedy['p50_ms']:.0f} ms)"
+            )
         out += ["### line completion (rest of the line, left context only)", "", text, ""]
     if table := results.get("line_tokens"):
         rows = [

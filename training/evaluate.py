@@ -226,7 +226,7 @@ def evaluate(
     all_rankers |= {f"fillpoint ({mode})": engine_ranker(e) for mode, e in engines.items()}
     if codefill_weight > 0 and engines["bytelevel"].codefill_ready:
         # byte-level ensembling: CodeFill's names averaged in byte by byte, not mixed whole
-        ensemble = load_engine(model, "bytelevel", file_weight, codefill_weight, True)
+        ensemble = load_engine(model, "bytelevel", file_weight, codefill_weight, byte_ensemble=True)
         all_rankers[ENSEMBLE_ROW] = engine_ranker(ensemble)
     if file_weight > 0 or codefill_weight > 0:
         # each mode with the decoder alone: the mixture's other names (the file's, CodeFill's)
@@ -249,7 +249,14 @@ def evaluate(
     heads, truths = [s.prefix for s in lines], [s.truth for s in lines]
     ghost, times = inline_predictions(engines["healing"], [(h, "") for h in heads])
     results["line"] = line_scores(ghost, truths) | {"p50_ms": p50(times)}
-    engine_lines = {"fillpoint (healing)": ghost}
+    # the same engine decoding greedily (lineBeam 1): what the ghost text's beam adds
+    greedy = {
+        "healing (greedy)": load_engine(model, "healing", file_weight, codefill_weight, line_beam=1)
+    }
+    ghost1, times1 = inline_predictions(greedy["healing (greedy)"], [(h, "") for h in heads])
+    results["line_greedy"] = line_scores(ghost1, truths) | {"p50_ms": p50(times1)}
+    results["line_beam"] = engines["healing"].settings.line_beam
+    engine_lines = {"fillpoint (healing)": ghost, "fillpoint (healing, greedy)": ghost1}
     results["line_tokens"] = line_table(heads, truths, engine_lines, line_baselines(ngram))
     results["token_accuracy"] = token_accuracy(model, corpus, n_files=30, seed=seed)
     results["token_accuracy_baselines"] = {
@@ -264,7 +271,11 @@ def evaluate(
         samples = sample_statements(corpus, n_statement, seed, split)
         results["statement"] = statement_metrics(predictors, samples)
     if n_infill:
-        results["infill"] = infill_metrics(engines, sample_spans(corpus, n_infill, seed, split))
+        greedy["bytelevel (greedy)"] = load_engine(
+            model, "bytelevel", file_weight, codefill_weight, line_beam=1
+        )
+        spans = sample_spans(corpus, n_infill, seed, split)
+        results["infill"] = infill_metrics(engines | greedy, spans)
     if ablations:
         models = {str(model): model} | ablations
         results["ablation"] = ablation_rows(models, starts, lines, corpus, seed, file_weight)

@@ -91,11 +91,18 @@ def test_eval_command_on_tiny_model(
         assert method["by_n"]["2"]["n"] == 4  # every sample has two tokens left
         for m in method["by_n"].values():
             assert 0 <= m["rouge_l"] <= 100 and 0 <= m["meteor"] <= 100
-    assert set(results["infill"]) == {"healing", "naive", "bytelevel"}
+    modes = {"healing", "naive", "bytelevel", "healing (greedy)", "bytelevel (greedy)"}
+    assert set(results["infill"]) == modes  # the ghost text's beam, and greedy decoding
     for m in results["infill"].values():
         assert m["n"] == 4 and 0 <= m["exact"] <= 1 and m["p50_ms"] > 0
+    assert results["line_greedy"]["n"] == 3 and results["line_beam"] > 1
     lines = results["line_tokens"]
-    assert set(lines) == {"fillpoint (healing)", "trigram", "file copy"}
+    assert set(lines) == {
+        "fillpoint (healing)",
+        "fillpoint (healing, greedy)",
+        "trigram",
+        "file copy",
+    }
     assert all(m["n"] == 3 and 0 <= m["exact"] <= 1 for m in lines.values())
     trigram = results["token_accuracy_baselines"]["trigram"]
     assert trigram["tokens"] > 0 and 0 < trigram["accuracy"] < 1
@@ -107,6 +114,7 @@ def test_eval_command_on_tiny_model(
         assert alone == {f"decoder alone ({mode})" for mode in ("healing", "naive", "bytelevel")}
     md = (out / "results.md").read_text()
     titles = ("statement completion", "random-span infilling", "ablation", "METEOR", "trigram:")
+    assert "greedy decoding: exact match" in md
     for title in titles:
         assert title in md
     assert (out / "statement.png").stat().st_size > 1000
