@@ -133,10 +133,16 @@ def model_card(run: Path, tokenizer: Path, evaluation: dict | None) -> tuple[str
         line = evaluation.get("line")
         if line:
             lines.append("")
+            how = f" (beam of {evaluation['line_beam']})" if "line_beam" in evaluation else ""
             lines.append(
-                f"Line completion: exact match {_fmt(line['exact'])}, edit similarity "
+                f"Line completion{how}: exact match {_fmt(line['exact'])}, edit similarity "
                 f"{line['edit_sim']:.1f} over {line['n']} cut points."
             )
+            if greedy := evaluation.get("line_greedy"):
+                lines[-1] += (
+                    f" Greedy decoding: exact match {_fmt(greedy['exact'])}, edit similarity "
+                    f"{greedy['edit_sim']:.1f}."
+                )
     tacc = (evaluation or {}).get("token_accuracy")
     if tacc and "accuracy" in tacc:
         lines += [

@@ -212,3 +212,18 @@ def test_training_run_wrote_its_log_plot_and_checkpoint(tiny_run_dir: Path) -> N
     assert (tiny_run_dir / "loss.png").stat().st_size > 1000
     names = sorted(p.name for p in (tiny_run_dir / "checkpoint").iterdir())
     assert names == CHECKPOINT_FILES
+
+
+def test_the_card_gives_the_evaluation_with_the_line_decoder(tiny_run_dir: Path) -> None:
+    evaluation = {
+        "command": "fillpoint train eval --model m",
+        "identifier_starts": {"fillpoint (healing)": {"top1": 0.4, "top5": 0.6, "mrr10": 0.5}},
+        "line": {"exact": 0.21, "edit_sim": 52.1, "n": 120},
+        "line_greedy": {"exact": 0.173, "edit_sim": 50.4, "n": 120},
+        "line_beam": 3,
+    }
+    card, extra = model_card(tiny_run_dir, tiny_run_dir.parent / "tokenizer.json", evaluation)
+    assert "| fillpoint (healing) | 40.0% | 60.0% | 0.500 |" in card
+    assert "Line completion (beam of 3): exact match 21.0%, edit similarity 52.1" in card
+    assert "Greedy decoding: exact match 17.3%, edit similarity 50.4." in card
+    assert extra["evaluation"] == evaluation
