@@ -361,6 +361,10 @@ def fit(
         log.close()
         plot_losses(out / "metrics.jsonl", out / "loss.png", ylabel)
     if world > 1:
+        # every rank waits for the master's checkpoint and plot before the group goes away:
+        # a rank that tore its gloo group down while the other still held it could abort
+        # ("terminate called without an active exception") on its way out
+        dist.barrier()
         dist.destroy_process_group()
 
 
