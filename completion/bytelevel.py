@@ -45,9 +45,9 @@ from .bytelevel_base import (
     TokenLM,
     above_tail,
     along,
+    best_extensions,
     by_first_byte,
     lse,
-    top_k,
 )
 from .bytelevel_valid import ValidityIndex
 
@@ -335,15 +335,11 @@ class ByteLevel:
             if check is not None:
                 check()
             rows = self.scorer.rows(prefix, [tail for _, tail, _ in live])
-            options = []
-            for score, tail, text in live:
-                row = rows[tail]
-                for t in top_k(row, width):
-                    if np.isfinite(row[t]):
-                        options.append((score + float(row[t]), tail, text, int(t)))
-            options.sort(key=lambda o: o[0], reverse=True)
             branches = []
-            for score, tail, text, t in options[:width]:
+            for score, i, t, _ in best_extensions(
+                [rows[tail] for _, tail, _ in live], [score for score, _, _ in live], width
+            ):
+                _, tail, text = live[i]
                 piece = self.tok.token_bytes[t]
                 grown = text + piece
                 if not piece:  # a special token: the text ends here

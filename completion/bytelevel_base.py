@@ -244,6 +244,21 @@ def top_k(row: np.ndarray, k: int) -> np.ndarray:
     return idx[np.lexsort((idx, -row[idx]))][:k]
 
 
+def best_extensions(
+    rows: Sequence[np.ndarray], totals: Sequence[float], width: int
+) -> list[tuple[float, int, int, float]]:
+    """One beam step: the `width` likeliest (total + log-prob, branch, token, log-prob) over
+    every branch's row, best first; tokens a row rules out (-inf) are never taken."""
+    options = [
+        (total + float(row[t]), i, int(t), float(row[t]))
+        for i, (row, total) in enumerate(zip(rows, totals, strict=True))
+        for t in top_k(row, width)
+        if np.isfinite(row[t])
+    ]
+    options.sort(key=lambda o: o[0], reverse=True)
+    return options[:width]
+
+
 def along(rows: dict[Ids, np.ndarray], ids: Ids) -> float:
     """log P(ids | prefix) from rows keyed by ids[:k]."""
     return float(sum(rows[ids[:k]][t] for k, t in enumerate(ids)))

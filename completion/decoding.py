@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .bytelevel_base import top_k
+from .bytelevel_base import best_extensions
 from .runtime import OnnxDecoder, log_softmax
 from .types import CancelToken, MidTokenMode
 
@@ -567,15 +567,9 @@ def beam_line(
     while live:
         if cancel is not None:
             cancel.check()
-        options = []
-        for i, (state, row) in enumerate(zip(live, logp, strict=True)):
-            row = state.allowed(row)
-            for t in top_k(row, width):
-                if np.isfinite(row[t]):
-                    options.append((state.total + float(row[t]), i, int(t), float(row[t])))
-        options.sort(key=lambda o: o[0], reverse=True)
+        rows = [state.allowed(row) for state, row in zip(live, logp, strict=True)]
         branches: list[tuple[int, LineState]] = []
-        for _, i, t, lp in options[:width]:
+        for _, i, t, lp in best_extensions(rows, [state.total for state in live], width):
             state = live[i].copy()
             if state.accept(t, lp) and not state.done:
                 branches.append((i, state))

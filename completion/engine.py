@@ -8,6 +8,7 @@ import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from keyword import iskeyword
 from pathlib import Path
@@ -188,10 +189,7 @@ class Engine:
                     cut = len(ctx.partial)
                     names = [(n[cut:], p) for n, p in named_later.result().items()]
                 with self._bytelevel_lock:
-                    exact = bytelevel.complete_identifier(
-                        ctx.prefix, k=10, cancel=cancel, names=names, weight=weight
-                    )
-                found = [decoding.Candidate(y, math.log(p)) for y, p in exact if p > 0]
+                    found = exact_candidates(bytelevel, ctx, cancel, names, weight)
             else:
                 cache = self._caches.get("complete")
                 found = model_candidates(lm, vocab, ctx, self._mode(), cancel, cache)
@@ -442,6 +440,21 @@ def model_candidates(
     )
     have = {c.continuation for c in found}
     return found + [c for c in scored if c.continuation not in have]
+
+
+def exact_candidates(
+    bytelevel: ByteLevelDecoder,
+    ctx: Context,
+    cancel: CancelToken | None = None,
+    names: Sequence[tuple[str, float]] = (),
+    weight: float = 0.0,
+) -> list[decoding.Candidate]:
+    """The byte-level search's 10 likeliest identifier continuations at the cursor, as the
+    decoder's candidates for `rank` (`names`/`weight`: byte-level ensembling)."""
+    found = bytelevel.complete_identifier(
+        ctx.prefix, k=10, cancel=cancel, names=names, weight=weight
+    )
+    return [decoding.Candidate(y, math.log(p)) for y, p in found if p > 0]
 
 
 def file_pool(ctx: Context) -> dict[str, float]:

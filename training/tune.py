@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -20,7 +19,12 @@ from fillpoint.completion.bytelevel_onnx import ByteLevelDecoder
 from fillpoint.completion.codefill_runtime import CodeFillRuntime
 from fillpoint.completion.context import build_context
 from fillpoint.completion.documents import Document
-from fillpoint.completion.engine import codefill_names, model_candidates, rank
+from fillpoint.completion.engine import (
+    codefill_names,
+    exact_candidates,
+    model_candidates,
+    rank,
+)
 from fillpoint.completion.runtime import OnnxDecoder
 
 from .evaluate import _end, rank_metrics, sample_points
@@ -57,11 +61,7 @@ def sweep(
                 head = s.prefix[: len(s.prefix) - len(ctx.partial)]
                 named = codefill_names(codefill, head, ctx)
             if bytelevel is not None:
-                found = [
-                    decoding.Candidate(y, math.log(p))
-                    for y, p in bytelevel.complete_identifier(ctx.prefix, k=10)
-                    if p > 0
-                ]
+                found = exact_candidates(bytelevel, ctx)
             else:
                 found = model_candidates(lm, vocab, ctx, mode)
             cases.append((ctx, found, named, s.truth))
