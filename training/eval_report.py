@@ -126,7 +126,7 @@ def to_markdown(results: dict) -> str:
         )
         if greedy := results.get("line_greedy"):
             text += (
-                f" (the ghost text's beam of {results.get('line_beam', 3)}; greedy decoding: "
+                f" (the ghost text's beam of {results['line_beam']}; greedy decoding: "
                 f"exact match {100 * greedy['exact']:.1f}%, edit similarity "
                 f"{greedy['edit_sim']:.1f}, p50 {greedy['p50_ms']:.0f} ms)"
             )
