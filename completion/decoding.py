@@ -13,7 +13,7 @@ import copy
 import math
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,6 +62,7 @@ class Vocab:
         self.sorted_ids = [i for _, i in order]
         self.special = np.zeros(len(texts), bool)
         self.special[list(lm.special_ids)] = True
+        self.starts_line = np.array([t[:1] in ("\n", "\r") and bool(t) for t in texts])
         self.need_masks: dict[str, np.ndarray] = {}  # allowed_for_need's memo
 
 
@@ -263,12 +264,18 @@ WORD_PIECES = 16  # names longer than this many pieces are not scored from the f
 
 
 class _Words:
-    """Names to score teacher-forced after a prompt: log P(need + name, then it ends)."""
+    """Texts to score teacher-forced after a prompt: log P(need + text, then it ends)."""
 
-    def __init__(self, lm: OnnxDecoder, prompt: Prompt, continuations: Sequence[str]) -> None:
+    def __init__(
+        self,
+        lm: OnnxDecoder,
+        prompt: Prompt,
+        continuations: Sequence[str],
+        max_pieces: int = WORD_PIECES,
+    ) -> None:
         seqs = [lm.encode(prompt.need + c) for c in continuations]
         self.keep = [
-            (c, s) for c, s in zip(continuations, seqs, strict=True) if 0 < len(s) <= WORD_PIECES
+            (c, s) for c, s in zip(continuations, seqs, strict=True) if 0 < len(s) <= max_pieces
         ]
 
     def layout(self, start: int) -> tuple[list[int], list[list[int]], list[int]]:
@@ -283,8 +290,11 @@ class _Words:
                 depth.append(k)
         return tokens, sees, depth
 
-    def scores(self, vocab: Vocab, first: np.ndarray, rows: np.ndarray) -> list[Candidate]:
-        """Candidates from the log-probs after the prompt (V,) and after each piece (N, V)."""
+    def scores(
+        self, first: np.ndarray, rows: np.ndarray, end: Callable[[np.ndarray], float]
+    ) -> list[Candidate]:
+        """Candidates from the log-probs after the prompt (V,) and after each piece (N, V);
+        `end` gives the log-prob that the text ends, from the row after its last piece."""
         out, at = [], 0
         for cont, seq in self.keep:
             row = rows[at : at + len(seq)]
@@ -292,8 +302,7 @@ class _Words:
             score = float(first[seq[0]]) + sum(
                 float(row[k - 1, seq[k]]) for k in range(1, len(seq))
             )
-            end = float(_logsumexp(row[len(seq) - 1][vocab.ends_word]))
-            out.append(Candidate(cont, score + end))
+            out.append(Candidate(cont, score + end(row[len(seq) - 1])))
         return out
 
 
@@ -369,7 +378,7 @@ def identifier_candidates(
                 tokens, sees, depths = tokens + more[0], sees + more[1], depths + more[2]
             logp = branches.run(tokens, sees, depths)
             if pending is not None:
-                scored, pending = pending.scores(vocab, first, logp[n:]), None
+                scored, pending = pending.scores(first, logp[n:], _word_end(vocab)), None
                 logp = logp[:n]
             beams = [
                 (beams[r][0] + vocab.texts[t], float(flat[i]), [*beams[r][2], S + j])
@@ -384,7 +393,7 @@ def identifier_candidates(
             logp, past = lm.step(toks[:, None], past)
     if pending is not None and branches is not None and pending.keep:  # the beam made no call
         tokens, sees, depths = pending.layout(branches.past.shape[4])
-        scored = pending.scores(vocab, first, branches.run(tokens, sees, depths))
+        scored = pending.scores(first, branches.run(tokens, sees, depths), _word_end(vocab))
     out = [Candidate(w, s) for w, s in done.items()]
     out.sort(key=lambda c: c.logp, reverse=True)
     return out[:top], scored
@@ -418,23 +427,68 @@ def score_words(
     quantity the beam computes, in one call over the prompt's cache.
     """
     words = _Words(lm, prompt, continuations)
+    return _teacher_forced(lm, prompt, words, _word_end(vocab), cancel, cache)
+
+
+def _word_end(vocab: Vocab) -> Callable[[np.ndarray], float]:
+    """log P(the name ends) from the row after its last piece: the mass of every piece that
+    cannot continue it."""
+
+    def end(row: np.ndarray) -> float:
+        return float(_logsumexp(row[vocab.ends_word]))
+
+    return end
+
+
+def score_lines(
+    lm: OnnxDecoder,
+    vocab: Vocab,
+    prompt: Prompt,
+    rests: Sequence[str],
+    max_tokens: int = 48,
+    cancel: CancelToken | None = None,
+    cache: PrefixCache | None = None,
+) -> list[Candidate]:
+    """Teacher-forced log P(need + rest, then a line break | prompt) for rests of the line.
+
+    The line ends on its likeliest piece that starts with a line break (the break and the
+    next line's indentation are one piece): the beam's finished lines end on one such piece
+    too, so the scores compare with the beam's. Rests longer than `max_tokens` are dropped.
+    """
+    lines = _Words(lm, prompt, rests, max_tokens)
+
+    def end(row: np.ndarray) -> float:
+        return float(row[vocab.starts_line].max())
+
+    return _teacher_forced(lm, prompt, lines, end, cancel, cache)
+
+
+def _teacher_forced(
+    lm: OnnxDecoder,
+    prompt: Prompt,
+    words: _Words,
+    end: Callable[[np.ndarray], float],
+    cancel: CancelToken | None,
+    cache: PrefixCache | None,
+) -> list[Candidate]:
+    """`words` scored in one call over the prompt's cache, each seeing the prompt and itself."""
     if not words.keep:
         return []
-    ids = _window(lm, prompt.ids, WORD_PIECES)
+    longest = max(len(s) for _, s in words.keep)
+    ids = _window(lm, prompt.ids, max(longest, WORD_PIECES))
     first, past = _prefill(lm, ids, cache)
     if cancel is not None:
         cancel.check()
-    if lm.tree_inputs:  # all names side by side, each seeing the prompt and itself
+    if lm.tree_inputs:  # all side by side, each seeing the prompt and itself
         tokens, sees, depths = words.layout(past.shape[4])
-        return words.scores(vocab, first[0], _Branches(lm, past).run(tokens, sees, depths))
-    width = max(len(s) for _, s in words.keep)
-    batch = np.full((len(words.keep), width), lm.eot_token, dtype=np.int64)
+        return words.scores(first[0], _Branches(lm, past).run(tokens, sees, depths), end)
+    batch = np.full((len(words.keep), longest), lm.eot_token, dtype=np.int64)
     for row, (_, seq) in enumerate(words.keep):
         batch[row, : len(seq)] = seq  # right padding: causal attention never looks at it
     tiled = np.ascontiguousarray(np.repeat(past, len(words.keep), axis=2))
     logp = lm.step_all(batch, tiled)  # (B, T, V): the piece after each position
     rows = np.concatenate([logp[r, : len(seq)] for r, (_, seq) in enumerate(words.keep)])
-    return words.scores(vocab, first[0], rows)
+    return words.scores(first[0], rows, end)
 
 
 def looping(ids: list[int], k: int = 4) -> bool:

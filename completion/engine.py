@@ -363,6 +363,12 @@ class Engine:
                 text, mean_logp = recycler.greedy_line(vocab, prompt, n, cancel, cache)
             else:
                 text, mean_logp = decoding.greedy_line(lm, vocab, prompt, n, cancel, cache)
+            weight = self.settings.line_repeat_weight
+            if weight > 0 and (repeats := line_repeats(ctx)):
+                lines = decoding.score_lines(
+                    lm, vocab, prompt, repeat_candidates(text, repeats), n, cancel, cache
+                )
+                text = choose_line(text, lines, repeats, weight)
         text = clean_inline(ctx.line_prefix, text, ctx.line_suffix)
         self._typed.remember_ghost(doc.uri, before, text)
         if not text:
@@ -373,6 +379,43 @@ class Engine:
             math.exp(mean_logp),
             (time.perf_counter() - t0) * 1000,
         )
+
+
+REPEATS = 4  # the most frequent ways the document goes on after a line's start, scored
+
+
+def line_repeats(ctx: Context) -> Counter[str]:
+    """How the document's other lines that start as the cursor's line does (indentation
+    aside) go on after that start, and how often each: a cache model of lines. Empty where
+    the cursor's line has nothing typed or code after the cursor."""
+    key = ctx.line_prefix.lstrip()
+    if not key or ctx.line_suffix.strip():
+        return Counter()
+    before = ctx.prefix[: len(ctx.prefix) - len(ctx.line_prefix)]
+    after = ctx.suffix[len(ctx.line_suffix) :]
+    pattern = re.compile(rf"^[ \t]*{re.escape(key)}(.*\S)", re.MULTILINE)
+    return Counter(m.group(1) for text in (before, after) for m in pattern.finditer(text))
+
+
+def repeat_candidates(decoded: str, repeats: Counter[str]) -> list[str]:
+    """The lines to score: the document's `REPEATS` most frequent and the decoded one."""
+    found = [rest for rest, _ in repeats.most_common(REPEATS)]
+    return found + [decoded] if decoded.strip() and decoded not in found else found
+
+
+def choose_line(
+    decoded: str, scored: Sequence[decoding.Candidate], repeats: Counter[str], weight: float
+) -> str:
+    """The line with the most probability under (1 - weight) * decoder + weight * document,
+    where the document gives each way a line went on there its share of them all. The
+    decoder's score of a line is its probability to the line break (`score_lines`)."""
+    total = sum(repeats.values())
+
+    def mixture(c: decoding.Candidate) -> float:
+        return (1 - weight) * math.exp(c.logp) + weight * repeats[c.continuation] / total
+
+    best = max(scored, key=mixture, default=None)
+    return decoded if best is None else best.continuation
 
 
 FOLLOWER_SPAN = 20_000  # characters before the cursor searched by `file_follower`

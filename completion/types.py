@@ -117,3 +117,9 @@ class EngineSettings:
     # per token); 1 is greedy decoding, the only one the drafts above speed up. On held-out
     # lines a beam of 3 matched whole lines more often than greedy decoding (docs/evaluation)
     line_beam: int = 3
+    # Ghost text mixes the decoder with how the document's other lines that start as the
+    # cursor's line does go on (a cache model of lines): (1 - w) * P_decoder(line) +
+    # w * share of those lines; 0 is the decoder alone (`engine.choose_line`). Tuned on the
+    # valid split (python -m fillpoint.training.tune --lines 400): any weight from 0.001 to
+    # 0.5 matched 3 or 4 more of 400 lines than 0; byte-level ghost text does not use it
+    line_repeat_weight: float = 0.01

@@ -48,6 +48,7 @@ def load_engine(
     codefill_weight: float = EngineSettings().codefill_weight,
     byte_ensemble: bool = False,
     line_beam: int = EngineSettings().line_beam,
+    line_repeat_weight: float = EngineSettings().line_repeat_weight,
 ) -> Engine:
     """An engine for `model` in one mid-token mode; exits with the load error if it fails."""
     settings = EngineSettings(
@@ -58,6 +59,7 @@ def load_engine(
         codefill_weight=codefill_weight,
         byte_ensemble=byte_ensemble,
         line_beam=line_beam,
+        line_repeat_weight=line_repeat_weight,
     )
     engine = Engine(settings)
     engine.load()

@@ -130,6 +130,13 @@ def to_markdown(results: dict) -> str:
                 f"exact match {100 * greedy['exact']:.1f}%, edit similarity "
                 f"{greedy['edit_sim']:.1f}, p50 {greedy['p50_ms']:.0f} ms)"
             )
+        if alone := results.get("line_decoder_only"):
+            text += (
+                f". The document's own lines are mixed in at weight "
+                f"{results['line_repeat_weight']:g} (where the line starts as others in the "
+                f"file do); the beam without them: exact match {100 * alone['exact']:.1f}%, "
+                f"edit similarity {alone['edit_sim']:.1f}, p50 {alone['p50_ms']:.0f} ms"
+            )
         out += ["### line completion (rest of the line, left context only)", "", text, ""]
     if table := results.get("line_tokens"):
         rows = [

@@ -256,6 +256,13 @@ def evaluate(
     ghost1, times1 = inline_predictions(greedy["healing (greedy)"], [(h, "") for h in heads])
     results["line_greedy"] = line_scores(ghost1, truths) | {"p50_ms": p50(times1)}
     results["line_beam"] = engines["healing"].settings.line_beam
+    # the same beam without the document's own lines in the mixture: what they add
+    weight = engines["healing"].settings.line_repeat_weight
+    if weight > 0:
+        alone = load_engine(model, "healing", file_weight, codefill_weight, line_repeat_weight=0)
+        ghost0, times0 = inline_predictions(alone, [(h, "") for h in heads])
+        results["line_decoder_only"] = line_scores(ghost0, truths) | {"p50_ms": p50(times0)}
+        results["line_repeat_weight"] = weight
     engine_lines = {"fillpoint (healing)": ghost, "fillpoint (healing, greedy)": ghost1}
     results["line_tokens"] = line_table(heads, truths, engine_lines, line_baselines(ngram))
     results["token_accuracy"] = token_accuracy(model, corpus, n_files=30, seed=seed)

@@ -143,6 +143,11 @@ def model_card(run: Path, tokenizer: Path, evaluation: dict | None) -> tuple[str
                     f" Greedy decoding: exact match {_fmt(greedy['exact'])}, edit similarity "
                     f"{greedy['edit_sim']:.1f}."
                 )
+            if alone := evaluation.get("line_decoder_only"):
+                lines[-1] += (
+                    f" Without the document's own lines: exact match {_fmt(alone['exact'])}, "
+                    f"edit similarity {alone['edit_sim']:.1f}."
+                )
     tacc = (evaluation or {}).get("token_accuracy")
     if tacc and "accuracy" in tacc:
         lines += [

@@ -1,8 +1,9 @@
 """Tune the engine's mixture weights on the validation split (never on test).
 
 The file-identifier weight and, when the release has a CodeFill model, the CodeFill share
-of the model side. The models run once per sample; only the cheap mixing step is repeated
-for each pair of weights, so a sweep costs one model pass.
+of the model side; with `--lines N`, the ghost text's weight on the document's own lines.
+The models run once per sample; only the cheap mixing step is repeated for each weight, so
+a sweep costs one model pass.
 """
 
 from __future__ import annotations
@@ -20,13 +21,19 @@ from fillpoint.completion.codefill_runtime import CodeFillRuntime
 from fillpoint.completion.context import build_context
 from fillpoint.completion.documents import Document
 from fillpoint.completion.engine import (
+    choose_line,
     codefill_names,
     exact_candidates,
+    line_repeats,
     model_candidates,
     rank,
+    repeat_candidates,
 )
+from fillpoint.completion.postprocess import clean_inline
 from fillpoint.completion.runtime import OnnxDecoder
+from fillpoint.completion.types import EngineSettings
 
+from .eval_engine import line_scores
 from .evaluate import _end, rank_metrics, sample_points
 
 WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8)
@@ -76,6 +83,41 @@ def sweep(
     return out
 
 
+LINE_WEIGHTS = (0.0, 0.001, 0.01, 0.03, 0.1, 0.3, 0.5, 0.9)
+
+
+def sweep_lines(
+    model: Path, corpus: Path, n: int, weights: tuple[float, ...] = LINE_WEIGHTS
+) -> dict:
+    """Line exact match and edit similarity of the ghost text (healed, the default beam) for
+    each weight on the document's own lines, keyed by weight; "repeats" counts the samples
+    whose line started as another line of the file did."""
+    lm = OnnxDecoder(model)
+    vocab = decoding.Vocab(lm)
+    settings = EngineSettings()
+    _, _, samples = sample_points(corpus, 0, n, seed=1, split="valid")
+    cases, with_repeats = [], 0
+    for s in tqdm(samples, desc="lines", leave=False):
+        ctx = build_context(Document("file:///tune.py", s.prefix), _end(s.prefix))
+        prompt = decoding.fim_prompt(lm, decoding.heal(lm, ctx.prefix, "healing"), ctx.suffix)
+        n_tokens = settings.max_inline_tokens
+        text, _ = decoding.beam_line(lm, vocab, prompt, settings.line_beam, n_tokens)
+        repeats, scored = line_repeats(ctx), []
+        if repeats:
+            with_repeats += 1
+            rests = repeat_candidates(text, repeats)
+            scored = decoding.score_lines(lm, vocab, prompt, rests, n_tokens)
+        cases.append((ctx, text, repeats, scored, s.truth))
+    out: dict = {"repeats": with_repeats}
+    for w in weights:
+        preds = [
+            clean_inline(ctx.line_prefix, choose_line(text, sc, rep, w) if rep else text, "")
+            for ctx, text, rep, sc, _ in cases
+        ]
+        out[str(w)] = line_scores(preds, [truth for *_, truth in cases])
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m fillpoint.training.tune --model DIR`: print the sweep as JSON."""
     p = argparse.ArgumentParser(description=__doc__)
@@ -83,7 +125,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--corpus", default="data/corpus")
     p.add_argument("--n", type=int, default=200)
     p.add_argument("--mid-token", choices=("healing", "naive", "bytelevel"), default="healing")
+    p.add_argument(
+        "--lines", type=int, default=0, help="sweep the ghost text's weight on N lines instead"
+    )
     args = p.parse_args(argv)
+    if args.lines:
+        lines = sweep_lines(Path(args.model), Path(args.corpus), args.lines)
+        print(f"{lines['repeats']} of {args.lines} lines start as another line of their file")
+        for w, m in lines.items():
+            if w != "repeats":
+                print(f"  weight {w:<6} exact {m['exact']:.3f} edit sim {m['edit_sim']:.1f}")
+        print(json.dumps(lines))
+        return 0
     result = sweep(Path(args.model), Path(args.corpus), args.n, mode=args.mid_token)
     for name, rows in result.items():
         print(name)

@@ -30,6 +30,7 @@ from fillpoint.completion.decoding import (
     fim_prompt,
     greedy_line,
     heal,
+    score_lines,
     score_words,
 )
 from fillpoint.completion.runtime import OnnxDecoder
@@ -501,6 +502,28 @@ def test_the_line_beam_on_the_trained_model(lm: OnnxDecoder, vocab: Vocab, prefi
         assert beam_line(lm, vocab, prompt, 3, 24)[0] == text
     finally:
         lm.tree_inputs = shared
+
+
+@needs_model
+@pytest.mark.parametrize("shared", [True, False])
+def test_score_lines_is_the_teacher_forced_line_then_its_likeliest_break(
+    tiny_fp32_model_dir: Path, shared: bool
+) -> None:
+    lm = OnnxDecoder(tiny_fp32_model_dir, threads=1)
+    lm.tree_inputs = lm.tree_inputs and shared  # one shared cache and a mask, or a copy each
+    vocab = Vocab(lm)
+    prompt = heal(lm, "import os\n\nfor name in os.listdir(path):\n    print(na", "healing")
+    rests = ["me)", "me, path)", "me.upper())  # loud", "x" * 200]
+    got = score_lines(lm, vocab, prompt, rests, max_tokens=24)
+    assert [c.continuation for c in got] == rests[:3]  # the last is longer than 24 pieces
+    for c in got:
+        logp, past = lm.step(np.asarray([prompt.ids]), lm.empty_past())
+        total = 0.0
+        for t in lm.encode(prompt.need + c.continuation):  # one call per piece
+            total += float(logp[0, t])
+            logp, past = lm.step(np.asarray([[t]]), past)
+        breaks = [i for i, text in enumerate(lm.token_text) if text.startswith("\n")]
+        assert c.logp == pytest.approx(total + float(logp[0, breaks].max()), abs=1e-4)
 
 
 # --- FIM prompts ----------------------------------------------------------------------------

@@ -391,3 +391,55 @@ def test_file_follower_is_the_files_habit_after_the_name() -> None:
     assert file_follower("a = 1\nb = 2\nc =", "") == " "  # after `=`: what followed `=`
     assert file_follower("value\nvalue_x\nvalue", "") == ""  # only new lines and name chars
     assert file_follower("", "") == "" and file_follower("fresh", "") == ""
+
+
+def test_line_repeats_count_how_lines_that_start_alike_go_on() -> None:
+    from fillpoint.completion.engine import line_repeats
+
+    text = (
+        "self.assertEqual(a, 1)\n"
+        "    self.assertEqual(b, 2)\n"
+        "self.assertEqual(a, 1)  \n"
+        "self.assertTrue(c)\n"
+        "self.assertEqual\n"  # nothing after the start: not a way to go on
+        "    self.assertEqual("
+    )
+    doc, pos = at_end(text + "\n\nself.assertEqual(z, 3)\n")
+    cursor = Position(5, len("    self.assertEqual("))
+    ctx = build_context(doc, cursor)
+    # indentation aside, trailing blanks aside; lines after the cursor count too
+    assert line_repeats(ctx) == {"a, 1)": 2, "b, 2)": 1, "z, 3)": 1}
+    # code after the cursor on its line, or nothing typed on it: no repeats
+    doc2 = Document("file:///r.py", "self.assertEqual(a, 1)\nself.assertEqual()\n")
+    assert not line_repeats(build_context(doc2, Position(1, len("self.assertEqual("))))
+    assert not line_repeats(build_context(doc2, Position(1, 0)))
+
+
+def test_choose_line_weighs_the_decoder_against_the_document() -> None:
+    from collections import Counter
+
+    from fillpoint.completion.engine import choose_line, repeat_candidates
+
+    repeats = Counter({"b, 2)": 3, "a, 1)": 1})
+    assert repeat_candidates("q)", repeats) == ["b, 2)", "a, 1)", "q)"]
+    assert repeat_candidates("a, 1)", repeats) == ["b, 2)", "a, 1)"]
+    scored = [Candidate("b, 2)", -9.0), Candidate("a, 1)", -2.0), Candidate("q)", -0.5)]
+    assert choose_line("q)", scored, repeats, 0.0) == "q)"  # the decoder alone
+    assert choose_line("q)", scored, repeats, 0.9) == "b, 2)"  # the document's habit
+    # in between, a line the document has and the decoder finds likely can win
+    assert choose_line("q)", [Candidate("a, 1)", -0.6), Candidate("q)", -0.5)], repeats, 0.3) == (
+        "a, 1)"
+    )
+    assert choose_line("q)", [], repeats, 0.5) == "q)"  # nothing scored: the decoded line
+
+
+def test_ghost_text_takes_a_line_the_document_repeats(tiny_model_dir: Path) -> None:
+    settings = EngineSettings(model_path=str(tiny_model_dir), line_repeat_weight=0.9)
+    eng = Engine(settings)
+    eng.load()
+    line = "    zq_register(Store, 'kappa', retries=7)\n"
+    doc, pos = at_end(SOURCE + line * 3 + "    zq_register(")
+    assert eng.inline(doc, pos).text == "Store, 'kappa', retries=7)"
+    alone = Engine(EngineSettings(model_path=str(tiny_model_dir), line_repeat_weight=0.0))
+    alone.load()
+    assert alone.inline(doc, pos).text != "Store, 'kappa', retries=7)"  # the tiny model alone
