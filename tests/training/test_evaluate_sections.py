@@ -15,7 +15,7 @@ from fillpoint.training.eval_infill import sample_spans
 from fillpoint.training.eval_ngram import first_statement
 from fillpoint.training.eval_statement import sample_statements
 from fillpoint.training.evaluate import add_arguments, main
-from fillpoint.training.tune import sweep
+from fillpoint.training.tune import sweep, sweep_lines
 
 pytestmark = pytest.mark.slow
 
@@ -96,6 +96,7 @@ def test_eval_command_on_tiny_model(
     for m in results["infill"].values():
         assert m["n"] == 4 and 0 <= m["exact"] <= 1 and m["p50_ms"] > 0
     assert results["line_greedy"]["n"] == 3 and results["line_beam"] > 1
+    assert results["line_decoder_only"]["n"] == 3 and results["line_repeat_weight"] > 0
     lines = results["line_tokens"]
     assert set(lines) == {
         "fillpoint (healing)",
@@ -114,7 +115,7 @@ def test_eval_command_on_tiny_model(
         assert alone == {f"decoder alone ({mode})" for mode in ("healing", "naive", "bytelevel")}
     md = (out / "results.md").read_text()
     titles = ("statement completion", "random-span infilling", "ablation", "METEOR", "trigram:")
-    assert "greedy decoding: exact match" in md
+    assert "greedy decoding: exact match" in md and "the beam without them" in md
     for title in titles:
         assert title in md
     assert (out / "statement.png").stat().st_size > 1000
@@ -128,3 +129,11 @@ def test_weight_sweep_in_each_mode(tiny_model_dir: Path, eval_corpus: Path, mode
         assert set(rows) == {"0.0/0.0", "0.5/0.0"}  # no CodeFill in the tiny release
         assert len({m["n"] for m in rows.values()}) == 1  # every pair ranks the same samples
         assert all(0 <= m["top1"] <= m["top5"] <= 1 and m["n"] > 0 for m in rows.values())
+
+
+def test_line_weight_sweep(tiny_model_dir: Path, eval_corpus: Path) -> None:
+    result = sweep_lines(tiny_model_dir, eval_corpus, 6, weights=(0.0, 0.5))
+    n = result["0.0"]["n"]  # the small corpus's valid split has few files
+    assert 0 < n <= 6 and 0 <= result["repeats"] <= n
+    for w in ("0.0", "0.5"):
+        assert result[w]["n"] == n and 0 <= result[w]["exact"] <= 1
