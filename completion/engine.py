@@ -342,19 +342,16 @@ class Engine:
             span = Span(ctx.position, ctx.position)
             return InlineResult(reused, span, 0.0, (time.perf_counter() - t0) * 1000)
         lm, vocab = model
+        cache, n = self._caches.get("inline"), self.settings.max_inline_tokens
+        prompt = None
         if (bytelevel := self._byte_decoder("inline")) is not None:
             with self._bytelevel_lock:
                 text = bytelevel.complete_line(
-                    ctx.prefix,
-                    ctx.suffix,
-                    self.settings.max_inline_tokens,
-                    cancel,
-                    self.settings.line_beam,
+                    ctx.prefix, ctx.suffix, n, cancel, self.settings.line_beam
                 )
             mean_logp = -math.inf  # the byte-level search does not score the line
         else:
             prompt = self._line_prompt(lm, ctx)
-            cache, n = self._caches.get("inline"), self.settings.max_inline_tokens
             if self.settings.line_beam > 1:
                 text, mean_logp = decoding.beam_line(
                     lm, vocab, prompt, self.settings.line_beam, n, cancel, cache
@@ -363,12 +360,16 @@ class Engine:
                 text, mean_logp = recycler.greedy_line(vocab, prompt, n, cancel, cache)
             else:
                 text, mean_logp = decoding.greedy_line(lm, vocab, prompt, n, cancel, cache)
-            weight = self.settings.line_repeat_weight
-            if weight > 0 and (repeats := line_repeats(ctx)):
-                lines = decoding.score_lines(
-                    lm, vocab, prompt, repeat_candidates(text, repeats), n, cancel, cache
-                )
-                text = choose_line(text, lines, repeats, weight)
+        weight = self.settings.line_repeat_weight
+        if weight > 0 and (repeats := line_repeats(ctx)):
+            # the byte-level line is scored with the others on the healed prompt
+            prompt = prompt or self._line_prompt(lm, ctx)
+            rests = repeat_candidates(text, repeats)
+            lines = decoding.score_lines(lm, vocab, prompt, rests, n, cancel, cache)
+            best = choose_line(text, lines, repeats, weight)
+            if best != text:  # the file's line: its own mean log-prob per piece
+                total = next(c.logp for c in lines if c.continuation == best)
+                text, mean_logp = best, total / len(lm.encode(prompt.need + best))
         text = clean_inline(ctx.line_prefix, text, ctx.line_suffix)
         self._typed.remember_ghost(doc.uri, before, text)
         if not text:
