@@ -392,7 +392,8 @@ def line_repeats(ctx: Context) -> Counter[str]:
     key = ctx.line_prefix.lstrip()
     if not key or ctx.line_suffix.strip():
         return Counter()
-    before = ctx.prefix[: len(ctx.prefix) - len(ctx.line_prefix)]
+    # the other lines of the context windows (a line longer than the window has none)
+    before = ctx.prefix[: max(0, len(ctx.prefix) - len(ctx.line_prefix))]
     after = ctx.suffix[len(ctx.line_suffix) :]
     pattern = re.compile(rf"^[ \t]*{re.escape(key)}(.*\S)", re.MULTILINE)
     return Counter(m.group(1) for text in (before, after) for m in pattern.finditer(text))
