@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
 import pytest
 from doc_helpers import at_end, typed
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fillpoint.completion.context import build_context
 from fillpoint.completion.decoding import Candidate
@@ -447,3 +450,26 @@ def test_ghost_text_takes_a_line_the_document_repeats(tiny_model_dir: Path, mode
     alone = Engine(EngineSettings(model_path=str(tiny_model_dir), line_repeat_weight=0.0))
     alone.load()
     assert alone.inline(doc, pos).text != "Store, 'kappa', retries=7)"  # the tiny model alone
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    logps=st.lists(st.floats(-30, 0), min_size=1, max_size=5),
+    counts=st.lists(st.integers(0, 5), min_size=5, max_size=5),
+)
+def test_choose_line_at_the_ends_of_its_weight(logps: list[float], counts: list[int]) -> None:
+    from collections import Counter
+
+    from fillpoint.completion.engine import choose_line
+
+    names = [f"line{i}" for i in range(len(logps))]
+    scored = [Candidate(n, lp) for n, lp in zip(names, logps, strict=True)]
+    repeats = Counter({n: c for n, c in zip(names, counts, strict=False) if c})
+    if not repeats:
+        repeats = Counter({"elsewhere": 1})
+    # weight 0: the decoder's likeliest line; weight 1: the file's most frequent scored line
+    logp = {c.continuation: c.logp for c in scored}
+    best = math.exp(logp[choose_line("x", scored, repeats, 0.0)])
+    assert best == max(math.exp(c.logp) for c in scored)
+    chosen = choose_line("x", scored, repeats, 1.0)
+    assert repeats[chosen] == max(repeats[c.continuation] for c in scored)
