@@ -458,7 +458,7 @@ def score_lines(
     lines = _Words(lm, prompt, rests, max_tokens)
 
     def end(row: np.ndarray) -> float:
-        return float(row[vocab.starts_line].max())
+        return float(row[vocab.starts_line].max(initial=-np.inf))
 
     return _teacher_forced(lm, prompt, lines, end, cancel, cache)
 

@@ -121,6 +121,6 @@ class EngineSettings:
     # cursor's line does go on (a cache model of lines): (1 - w) * P_decoder(line) +
     # w * share of those lines; 0 is the decoder alone (`engine.choose_line`). Tuned on the
     # valid split (python -m fillpoint.training.tune --lines 400): any weight from 0.001 to
-    # 0.5 matched 3 or 4 more of 400 lines than 0. Byte-level ghost text is scored beside
+    # 0.5 matched 2 to 4 more of 400 lines than 0. Byte-level ghost text is scored beside
     # the file's lines on the healed prompt
     line_repeat_weight: float = 0.01
