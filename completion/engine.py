@@ -29,6 +29,7 @@ from .types import (
     EngineError,
     EngineSettings,
     InlineResult,
+    MidTokenMode,
     Position,
     Span,
 )
@@ -301,8 +302,8 @@ class Engine:
         self._typed.remember_speculated(doc.uri, typed.text, after.offset, items)
 
     def _line_prompt(self, lm: OnnxDecoder, ctx: Context) -> decoding.Prompt:
-        """The prompt of ghost text at a cursor: healed, with the code after it (FIM)."""
-        return decoding.fim_prompt(lm, decoding.heal(lm, ctx.prefix, self._mode()), ctx.suffix)
+        """The prompt of ghost text at a cursor in this engine's mid-token mode."""
+        return line_prompt(lm, ctx, self._mode())
 
     def _recycler(self, lm: OnnxDecoder, kind: str) -> Recycler | None:
         """The drafter `kind` of `recycling.DRAFTERS` for `lm`, made on first use and kept:
@@ -380,6 +381,12 @@ class Engine:
             math.exp(mean_logp),
             (time.perf_counter() - t0) * 1000,
         )
+
+
+def line_prompt(lm: OnnxDecoder, ctx: Context, mode: MidTokenMode) -> decoding.Prompt:
+    """The prompt of ghost text at a cursor: healed (or not, in `mode`), with the code after
+    it (FIM)."""
+    return decoding.fim_prompt(lm, decoding.heal(lm, ctx.prefix, mode), ctx.suffix)
 
 
 REPEATS = 4  # the most frequent ways the document goes on after a line's start, scored

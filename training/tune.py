@@ -24,6 +24,7 @@ from fillpoint.completion.engine import (
     choose_line,
     codefill_names,
     exact_candidates,
+    line_prompt,
     line_repeats,
     model_candidates,
     rank,
@@ -99,7 +100,7 @@ def sweep_lines(
     cases, with_repeats = [], 0
     for s in tqdm(samples, desc="lines", leave=False):
         ctx = build_context(Document("file:///tune.py", s.prefix), _end(s.prefix))
-        prompt = decoding.fim_prompt(lm, decoding.heal(lm, ctx.prefix, "healing"), ctx.suffix)
+        prompt = line_prompt(lm, ctx, "healing")
         n_tokens = settings.max_inline_tokens
         text, _ = decoding.beam_line(lm, vocab, prompt, settings.line_beam, n_tokens)
         repeats, scored = line_repeats(ctx), []
