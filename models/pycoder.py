@@ -122,13 +122,17 @@ class Block(nn.Module):
             nn.GELU(approximate="tanh"),
             nn.Linear(4 * cfg.n_embd, cfg.n_embd),
         )
+        self.dropout = cfg.dropout  # on both residual branches, in training only
+
+    def _drop(self, y: torch.Tensor) -> torch.Tensor:
+        return F.dropout(y, self.dropout, True) if self.training and self.dropout else y
 
     def forward(
         self, x: torch.Tensor, past: KV | None = None, mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, KV]:
         a, present = self.attn(self.ln_1(x), past, mask)
-        x = x + a
-        return x + self.mlp(self.ln_2(x)), present
+        x = x + self._drop(a)
+        return x + self._drop(self.mlp(self.ln_2(x))), present
 
 
 class PyCoder(nn.Module):

@@ -15,8 +15,8 @@ set -euo pipefail
 
 # name | trainer | config overrides (JSON). Same data and seed for every run of a trainer.
 RUNS=(
-  'pycoder-s|pycoder|{"n_layer": 4, "n_head": 8, "n_embd": 256, "lr": 2e-3}'
-  'pycoder-s-notype|pycoder|{"n_layer": 4, "n_head": 8, "n_embd": 256, "lr": 2e-3, "type_loss_weight": 0.0}'
+  'pycoder-m|pycoder|{"n_layer": 4, "n_head": 6, "n_embd": 384, "lr": 1.5e-3, "dropout": 0.1}'
+  'pycoder-m-notype|pycoder|{"n_layer": 4, "n_head": 6, "n_embd": 384, "lr": 1.5e-3, "dropout": 0.1, "type_loss_weight": 0.0}'
   'codefill|codefill|{"block_size": 256}'
   'codefill-names|codefill|{"block_size": 256, "names_only": true}'
 )
@@ -42,7 +42,7 @@ pack() {
   cp runs/tokenizer.json "$pack/tokenizer.json"
   tar -C data -cf - tokens/train.ids.npy tokens/train.types.npy tokens/train.json \
     tokens/valid.ids.npy tokens/valid.types.npy tokens/valid.json | xz -T2 -6 >"$pack/tokens.tar.xz"
-  if [[ -d data/codefill ]]; then
+  if [[ -d data/codefill && ${CODEFILL:-1} != 0 ]]; then  # CODEFILL=0: decoders only
     tar -C data -cf - codefill | xz -T2 -6 >"$pack/codefill.tar.xz"
   fi
   du -sh "$pack"/*

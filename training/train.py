@@ -61,6 +61,9 @@ class TrainConfig(RunConfig):
     tokenizer: str = "runs/tokenizer.json"
     type_loss_weight: float = 0.1
     fim_rate: float = 0.5
+    # Dropout of a new model (attention and residual branches, training only): many passes
+    # over a corpus this size overfit a wider model without it. A continued run keeps its own.
+    dropout: float = 0.0
     # Start from this checkpoint's weights (a fresh optimizer and schedule, step 0) instead of
     # random ones: more training for a released model, on any device. Ignored on resume.
     init_from: str = ""
@@ -201,8 +204,8 @@ def train(cfg: TrainConfig) -> Path:
 
     def init() -> PyCoder:
         n = tok.get_vocab_size()
-        tlw = cfg.type_loss_weight
-        return PyCoder(PyCoderConfig(n, N_TYPES, type_loss_weight=tlw, **cfg.model_shape()))
+        extra = {"dropout": cfg.dropout, "type_loss_weight": cfg.type_loss_weight}
+        return PyCoder(PyCoderConfig(n, N_TYPES, **extra, **cfg.model_shape()))
 
     if cfg.init_from and not (resume / "model.safetensors").exists():
         model, state = continue_from(Path(cfg.init_from), cfg)

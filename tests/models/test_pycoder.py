@@ -58,6 +58,18 @@ def test_loss_is_point_nine_token_plus_point_one_type_cross_entropy() -> None:
     assert token_only.item() == pytest.approx(token_ce.item(), rel=1e-6)
 
 
+def test_dropout_acts_in_training_only() -> None:
+    model = make(dropout=0.5)
+    x = ids(2, 12)
+    expected, _ = make()(x)  # same seed, same weights, no dropout
+    assert torch.allclose(model(x)[0], expected)
+    model.train()
+    torch.manual_seed(1)
+    first, _ = model(x)
+    second, _ = model(x)
+    assert not torch.allclose(first, second) and not torch.allclose(first, expected)
+
+
 def test_loss_ignores_masked_targets_and_type_weight_zero() -> None:
     model = make()
     x, y = ids(1, 8, seed=1), ids(1, 8, seed=2)

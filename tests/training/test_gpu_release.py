@@ -66,11 +66,12 @@ def test_train_then_unpack_restores_every_pycoder_run(tmp_path: Path, tokenizer_
     restored = run("unpack", str(out), str(runs), env=env)
     assert restored.returncode == 0, restored.stdout + restored.stderr
     # no CodeFill data in the pack: only the two PyCoder runs, with and without the type loss
-    assert sorted(p.name for p in runs.iterdir()) == ["pycoder-s", "pycoder-s-notype"]
-    for name, weight in (("pycoder-s", 0.1), ("pycoder-s-notype", 0.0)):
+    assert sorted(p.name for p in runs.iterdir()) == ["pycoder-m", "pycoder-m-notype"]
+    for name, weight in (("pycoder-m", 0.1), ("pycoder-m-notype", 0.0)):
         cfg = json.loads((runs / name / "train_config.json").read_text())
         assert cfg["data"] == "data/tokens" and cfg["out"] == str(runs / name)
         assert cfg["type_loss_weight"] == weight and cfg["device"] == "cpu"
+        assert cfg["dropout"] == 0.1  # many passes over the corpus on a GPU
         assert str(tmp_path) not in json.dumps({k: cfg[k] for k in ("data", "tokenizer")})
         model = from_pretrained(runs / name / "checkpoint")
         assert model.config.n_embd == 32 and (runs / name / "train.log").exists()
