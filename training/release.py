@@ -95,7 +95,8 @@ def model_card(run: Path, tokenizer: Path, evaluation: dict | None) -> tuple[str
         "## Model",
         f"- {model_cfg['n_layer']} layers, width {model_cfg['n_embd']}, "
         f"{model_cfg['n_head']} heads, context {model_cfg['block_size']} tokens, "
-        f"vocabulary {model_cfg['vocab_size']}",
+        f"vocabulary {model_cfg['vocab_size']}"
+        + (f", dropout {model_cfg['dropout']} in training" if model_cfg.get("dropout") else ""),
         f"- trained {state['step']} steps, {state['tokens'] / 1e6:.1f}M tokens, "
         f"{state['seconds'] / 60:.1f} minutes on {hardware} (bf16 autocast), "
         f"{state['tokens'] / max(1.0, state['seconds']) / 1e3:.0f}k tokens/s",

@@ -206,6 +206,17 @@ def test_the_card_names_the_run_a_model_continued_from(tiny_run_dir: Path, tmp_p
     assert extra["continued_from"] is None
 
 
+def test_the_card_names_dropout_if_trained_with_it(tiny_run_dir: Path, tmp_path: Path) -> None:
+    plain, _ = model_card(tiny_run_dir, tiny_run_dir.parent / "tokenizer.json", None)
+    assert "dropout" not in plain
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run_dir, run)
+    config = run / "checkpoint" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "dropout": 0.1}))
+    card, _ = model_card(run, tiny_run_dir.parent / "tokenizer.json", None)
+    assert ", dropout 0.1 in training" in card
+
+
 def test_training_run_wrote_its_log_plot_and_checkpoint(tiny_run_dir: Path) -> None:
     rows = [json.loads(x) for x in (tiny_run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(120))
