@@ -25,6 +25,7 @@ COMMON='{"block_size": 512, "batch_size": 128, "warmup_steps": 300, "max_steps":
 PART_BYTES=15M  # the way back takes files of at most 16 MiB
 DEVICE=${DEVICE:-cuda}
 EXTRA=${EXTRA:-"{}"}  # overrides for every run, e.g. a tiny shape for a dry run on CPU
+ONLY=${ONLY:-}  # names of the runs to train (space-separated); empty: all of them
 PYTHON=${PYTHON:-python3}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}  # several trainers share the host's cores
 
@@ -63,6 +64,7 @@ train_all() {
   local pids=() spec name trainer overrides
   for spec in "${RUNS[@]}"; do
     IFS='|' read -r name trainer overrides <<<"$spec"
+    if [[ -n $ONLY && " $ONLY " != *" $name "* ]]; then continue; fi
     if [[ $trainer == codefill && ! -d $work/data/codefill ]]; then continue; fi
     "$PYTHON" - "$work" "$pack/tokenizer.json" "$name" "$trainer" "$COMMON" "$overrides" \
       "$minutes" "$DEVICE" "$EXTRA" >"$work/logs/$name.log" 2>&1 <<'PY' &

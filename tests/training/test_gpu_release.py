@@ -42,6 +42,12 @@ def make_pack(pack: Path, tokenizer_path: Path, tmp_path: Path) -> None:
         tar.add(tokens, arcname="tokens")
 
 
+def cpu_env(tmp_path: Path, **extra: str) -> dict:
+    """The environment of a dry run on CPU, one thread per trainer, work under tmp_path."""
+    base = {"DEVICE": "cpu", "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    return os.environ | base | {"TMPDIR": str(tmp_path), **extra}
+
+
 def run(*args: str, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=600
@@ -52,13 +58,7 @@ def run(*args: str, env: dict) -> subprocess.CompletedProcess:
 def test_train_then_unpack_restores_every_pycoder_run(tmp_path: Path, tokenizer_path: Path) -> None:
     pack, out, runs = tmp_path / "pack", tmp_path / "out", tmp_path / "runs"
     make_pack(pack, tokenizer_path, tmp_path)
-    env = os.environ | {
-        "DEVICE": "cpu",
-        "PYTHON": sys.executable,
-        "EXTRA": json.dumps(TINY),
-        "OMP_NUM_THREADS": "1",
-        "TMPDIR": str(tmp_path),
-    }
+    env = cpu_env(tmp_path, EXTRA=json.dumps(TINY))
     trained = run("train", str(pack), str(out), "0.05", env=env)
     assert trained.returncode == 0, trained.stdout + trained.stderr
     parts = sorted(out.glob("checkpoints.tar.part-*"))
@@ -77,6 +77,17 @@ def test_train_then_unpack_restores_every_pycoder_run(tmp_path: Path, tokenizer_
         assert model.config.n_embd == 32 and (runs / name / "train.log").exists()
         state = json.loads((runs / name / "checkpoint" / "trainer_state.json").read_text())
         assert state["step"] > 0 and state["hardware"].startswith("CPU")
+
+
+@pytest.mark.slow
+def test_only_the_named_runs_train(tmp_path: Path, tokenizer_path: Path) -> None:
+    pack, out, runs = tmp_path / "pack", tmp_path / "out", tmp_path / "runs"
+    make_pack(pack, tokenizer_path, tmp_path)
+    env = cpu_env(tmp_path, EXTRA=json.dumps({**TINY, "max_steps": 3}), ONLY="pycoder-m")
+    trained = run("train", str(pack), str(out), "1", env=env)
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    assert run("unpack", str(out), str(runs), env=env).returncode == 0
+    assert [p.name for p in runs.iterdir()] == ["pycoder-m"]
 
 
 def test_usage_is_printed_for_an_unknown_command() -> None:
