@@ -7,6 +7,8 @@
 #                                                #   minutes, write OUT/checkpoints.tar.part-*
 #   training/gpu_release.sh unpack OUT RUNS      # here: restore fp32 checkpoints to RUNS/<run>/
 #
+# CODEFILL=0 packs the decoders' data only; ONLY="name ..." trains only the runs named.
+#
 # The runs share the GPU: models this small leave most of an H100 idle between kernels, so
 # several of them in parallel use it better than one alone. Checkpoints travel compact
 # (training/transport.py: int8 matrices with per-row scales, bf16 vectors) and come back as
@@ -144,5 +146,5 @@ case ${1:-} in
   pack) pack "$2" ;;
   train) train_all "$2" "$3" "$4" ;;
   unpack) unpack "$2" "$3" ;;
-  *) sed -n '2,9p' "$0"; exit 2 ;;
+  *) sed -n '2,10p' "$0"; exit 2 ;;
 esac

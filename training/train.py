@@ -61,8 +61,9 @@ class TrainConfig(RunConfig):
     tokenizer: str = "runs/tokenizer.json"
     type_loss_weight: float = 0.1
     fim_rate: float = 0.5
-    # Dropout of a new model (attention and residual branches, training only): many passes
-    # over a corpus this size overfit a wider model without it. A continued run keeps its own.
+    # Dropout of a new model (attention and residual branches, training only), for runs that
+    # pass over the corpus many times (the GPU release runs: about 11). A continued run keeps
+    # the dropout of the model it starts from.
     dropout: float = 0.0
     # Start from this checkpoint's weights (a fresh optimizer and schedule, step 0) instead of
     # random ones: more training for a released model, on any device. Ignored on resume.
