@@ -239,17 +239,23 @@ def parity(model: PyCoder, onnx_path: Path, vocab: int, steps: int = 3) -> float
     return worst
 
 
+def export_int8(model: PyCoder, dst: Path) -> float:
+    """The graph the server runs (int8, logits window) at `dst`; returns the fp32 graph's
+    parity with torch (the largest |logit difference|)."""
+    fp32 = dst.with_suffix(".fp32.onnx")
+    export_onnx(model, fp32)
+    fp32_parity = parity(model, fp32, model.config.vocab_size)
+    quantize_int8(fp32, dst)
+    onnx.save(add_logits_window(onnx.load(str(dst))), str(dst))
+    fp32.unlink()
+    return fp32_parity
+
+
 def release(checkpoint: Path, tokenizer: Path, out: Path, card: str, extra: dict) -> dict:
     """Write model.onnx (int8), tokenizer.json, config.json, manifest.json and README.md."""
     model = from_pretrained(checkpoint)
     out.mkdir(parents=True, exist_ok=True)
-    fp32 = out / "model.fp32.onnx"
-    export_onnx(model, fp32)
-    vocab = model.config.vocab_size
-    fp32_parity = parity(model, fp32, vocab)
-    quantize_int8(fp32, out / "model.onnx")
-    onnx.save(add_logits_window(onnx.load(str(out / "model.onnx"))), str(out / "model.onnx"))
-    fp32.unlink()
+    fp32_parity = export_int8(model, out / "model.onnx")
     if not (out / "tokenizer.json").exists() or not tokenizer.samefile(out / "tokenizer.json"):
         shutil.copy(tokenizer, out / "tokenizer.json")  # (releasing again in place: it is)
     model.config.save(out / "config.json")
