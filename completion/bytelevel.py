@@ -48,6 +48,7 @@ from .bytelevel_base import (
     best_extensions,
     by_first_byte,
     lse,
+    top_k,
 )
 from .bytelevel_valid import ValidityIndex
 
@@ -123,6 +124,13 @@ class ByteLevel:
         self.byte_at = np.zeros((len(tb), max(self.size.max(initial=0), 1)), np.uint8)
         for i, b in enumerate(tb):
             self.byte_at[i, : len(b)] = list(b)
+        # the identifier bytes each token starts with: a token with none ends a name (specials
+        # too), one that is all of them goes on with it, one with both ends it inside itself
+        word = np.isin(self.byte_at, np.fromiter(WORD_BYTES, np.uint8))
+        self.non_word_at = ~word & (np.arange(self.byte_at.shape[1]) < self.size[:, None])
+        word &= ~self.non_word_at
+        self.word_run = np.where(word.all(axis=1), self.size, np.argmin(word, axis=1))
+        self.digit_first = (self.first_byte >= ord("0")) & (self.first_byte <= ord("9"))
 
     def _extensions(
         self, base: bytes, cand: np.ndarray, row: np.ndarray
@@ -399,6 +407,86 @@ class ByteLevel:
             if not expansions:
                 break
             beams = [(y, lp, self.advance(s, b)) for lp, y, s, b in expansions]
+        best = sorted(done.items(), key=lambda kv: kv[1], reverse=True)[:k]
+        return [(y, math.exp(lp)) for y, lp in best]
+
+    def complete_identifier_healed(
+        self,
+        prefix: bytes,
+        k: int = 10,
+        context: Sequence[int] = (),
+        beam: int = 8,
+        max_bytes: int = 32,
+        max_prefix: int = 0,
+        check: Callable[[], None] | None = None,
+    ) -> list[tuple[bytes, float]]:
+        """`complete_identifier` that leaves byte mode once the boundary is healed: the cover
+        encodings of `prefix` (exact, one batched call: `start`) each become a branch of a
+        token-level beam, one batched call per token rather than per byte.
+
+        A branch is the cover's tokens and the name bytes they add after `prefix`; each step
+        ends names with the tokens that start with a non-identifier byte (or are special),
+        inside the tokens that have one later, and goes on with the likeliest tokens made of
+        identifier bytes alone. With every branch kept this is the exact sum of
+        `complete_identifier` for a model that only generates valid encodings (a real model
+        puts a little mass elsewhere, which neither search sees the same way).
+        """
+        s = self.start(prefix, context, max_prefix=max_prefix)
+        in_word = bool(prefix) and prefix[-1] in WORD_BYTES
+        done: dict[bytes, float] = {}
+
+        def end(y: bytes, logp: float) -> None:
+            if (y or in_word) and _whole_chars(y) and len(y) <= max_bytes:
+                done[y] = float(np.logaddexp(done.get(y, -math.inf), logp))
+
+        tb, cs = self.tok.token_bytes, s.cs
+        # each cover's bytes after the prompt ("rest"): where a non-identifier byte ends the
+        # name in it, if one does (hundreds of covers at a name's start: arrays, not loops)
+        off = len(prefix) - cs.start
+        stop = self.non_word_at[cs.last] & (np.arange(self.byte_at.shape[1]) >= off[:, None])
+        ends = stop.any(axis=1)
+        run = np.where(ends, np.argmax(stop, axis=1), self.size[cs.last]) - off
+        logp = cs.logq - s.logq
+        keep = run <= max_bytes
+        if not in_word:  # a name starts here, not with a digit (nor empty: `end`)
+            first = self.byte_at[cs.last, np.minimum(off, self.byte_at.shape[1] - 1)]
+            digit = (first >= ord("0")) & (first <= ord("9"))
+            keep &= ~(digit & (self.size[cs.last] > off))
+        for j in np.flatnonzero(keep & ends):
+            end(tb[cs.last[j]][off[j] : off[j] + run[j]], float(logp[j]))
+        on = np.flatnonzero(keep & ~ends)
+        on = on[np.argsort(-logp[on], kind="stable")[:beam]]
+        live: list[tuple[float, Ids, bytes]] = [
+            (float(logp[j]), (*cs.heads[cs.head[j]], int(cs.last[j])), tb[cs.last[j]][off[j] :])
+            for j in on
+        ]
+        if not len(cs):  # nothing after the head: the name starts with the next token
+            live.append((0.0, (), b""))
+        goes_on = (self.word_run == self.size) & (self.size > 0)  # special tokens end names
+        ends_inside = (self.word_run > 0) & ~goes_on
+        while live:
+            if check is not None:
+                check()
+            rows = self.scorer.rows(s.prefix, [tail for _, tail, _ in live])
+            grown = []
+            for logp, tail, y in live:
+                row = rows[tail]
+                start = not y and not in_word
+                if not start:
+                    end(y, logp + lse(row[self.word_run == 0]))
+                inside = np.flatnonzero(ends_inside & np.isfinite(row))
+                if start:
+                    inside = inside[~self.digit_first[inside]]
+                for t in inside:
+                    end(y + tb[t][: self.word_run[t]], logp + float(row[t]))
+                ok = goes_on & ~self.digit_first if start else goes_on
+                on = np.where(ok, row, -np.inf)
+                for t in top_k(on, beam):
+                    if np.isfinite(on[t]) and len(y) + len(tb[t]) <= max_bytes:
+                        grown.append((logp + float(row[t]), (*tail, int(t)), y + tb[t]))
+            grown.sort(key=lambda g: g[0], reverse=True)
+            kth = sorted(done.values(), reverse=True)[k - 1] if len(done) >= k else -math.inf
+            live = [g for g in grown[:beam] if g[0] > kth]  # extensions only lose mass
         best = sorted(done.items(), key=lambda kv: kv[1], reverse=True)[:k]
         return [(y, math.exp(lp)) for y, lp in best]
 

@@ -262,12 +262,19 @@ class OnnxScorer:
         return present
 
     def _grow_tree(
-        self, prefix: Ids, rows: dict[Ids, np.ndarray], past: np.ndarray, chunk: list[Ids]
+        self,
+        prefix: Ids,
+        rows: dict[Ids, np.ndarray],
+        kv: dict[Ids, np.ndarray],
+        chunk: list[Ids],
     ) -> None:
         """Run the tokens of `chunk` that the prefix's tail tree lacks, in one call: each sees
-        the prefix and its own tail's earlier tokens, wherever in the cache they are."""
+        the prefix and its own tail's earlier tokens, wherever in the cache they are. The
+        prefix's own keys/values (kv[()]) become a view of the tree's first entries: one
+        copy of them is kept, not two."""
         tree = self._trees.get(prefix)
         if tree is None or tree.past.shape[4] - tree.base > self.tree_room:
+            past = kv[()]
             tree = self._trees[prefix] = _TailTree(past, {}, past.shape[4])
         new: dict[Ids, int] = {}  # tail[:k] not in the tree -> its index in this call
         for tail in chunk:
@@ -289,6 +296,7 @@ class OnnxScorer:
         pos = (tree.base + np.asarray([len(key) - 1 for key in new], np.int64))[None]
         ids = np.asarray([[key[-1] for key in new]], np.int64)
         logits, tree.past = self._run(ids, tree.past, mask=mask, pos=pos)
+        kv[()] = tree.past[:, :, :, :, : tree.base]
         tree.slots.update((key, S + i) for key, i in new.items())
         fresh = [(key, i) for key, i in new.items() if key not in rows]
         if fresh:  # one pass over the new rows
@@ -310,7 +318,7 @@ class OnnxScorer:
         if getattr(self.lm, "tree_inputs", False):
             todo = [t for t in dict.fromkeys(tails) if t not in rows]
             for j in range(0, len(todo), self.max_batch):
-                self._grow_tree(prefix, rows, kv[()], todo[j : j + self.max_batch])
+                self._grow_tree(prefix, rows, kv, todo[j : j + self.max_batch])
             return rows
         todo = {t for t in tails if t not in rows}
         todo = sorted(t for t in todo if not any(o[: len(t)] == t and o != t for o in todo))
@@ -336,6 +344,9 @@ class OnnxScorer:
         return _OnnxStream(self.lm, past, row, self.lm.block_size - len(prefix) - len(ids))
 
 
+ROOM = 64  # positions kept free after a prompt: a line's 48 tokens and 16 bytes in byte mode
+
+
 class ByteLevelDecoder:
     """The released decoder with exact byte-level prompt boundaries (the engine's entry point).
 
@@ -358,6 +369,12 @@ class ByteLevelDecoder:
         about 40 MiB of peak memory."""
         self.scorer.cached = n
 
+    def _room(self, need: int) -> int:
+        """The most prompt tokens that leave `need` positions free; the same for every need
+        up to ROOM, so that list and ghost text prompts at one position keep one head (the
+        window drops the oldest tokens in steps: `ByteLevel.start`) and share its cache."""
+        return self.lm.block_size - max(need, ROOM) - 1
+
     def _context(self, suffix: str | None) -> Ids:
         if suffix is None or not suffix.strip():
             return (self.lm.eot_token,)
@@ -378,17 +395,23 @@ class ByteLevelDecoder:
         `names`: another model's continuations with probabilities, ensembled byte by byte
         with this one at `weight` (`bytelevel.with_strings`)."""
         ctx, max_bytes = self._context(suffix), 32
-        blend = with_strings([(n.encode(), p) for n, p in names], weight) if names else None
-        room = self.lm.block_size - max_bytes - 1  # the beam adds at most a token per byte
-        found = self.bytelevel.complete_identifier(
-            prefix.encode(),
-            k,
-            ctx,
-            max_bytes=max_bytes,
-            max_prefix=room,
-            check=cancel.check if cancel is not None else None,
-            blend=blend,
-        )
+        room = self._room(max_bytes)  # the beam adds at most a token per byte
+        check = cancel.check if cancel is not None else None
+        if names:  # blending works on next-byte distributions: byte mode all the way
+            blend = with_strings([(n.encode(), p) for n, p in names], weight)
+            found = self.bytelevel.complete_identifier(
+                prefix.encode(),
+                k,
+                ctx,
+                max_bytes=max_bytes,
+                max_prefix=room,
+                check=check,
+                blend=blend,
+            )
+        else:
+            found = self.bytelevel.complete_identifier_healed(
+                prefix.encode(), k, ctx, max_bytes=max_bytes, max_prefix=room, check=check
+            )
         return [(y.decode("utf-8"), p) for y, p in found]
 
     def complete_line(
@@ -402,7 +425,7 @@ class ByteLevelDecoder:
         """The rest of the line at the end of `prefix`: greedy byte by byte until the token
         boundary is healed, then greedy token by token (`width` 1) or a beam of `width`."""
         ctx = self._context(suffix)
-        room = self.lm.block_size - max_tokens - 16 - 1  # 16 bytes at most in byte mode
+        room = self._room(max_tokens + 16)  # 16 bytes at most in byte mode
         out = self.bytelevel.complete_bytes(
             prefix.encode(),
             stop=lambda b: b"\n" in b,

@@ -202,6 +202,25 @@ def test_identifier_probabilities_are_exact(seed: int, x: bytes) -> None:
         assert close(p, dist[non_word].sum() * mass / p_x)
 
 
+@FAST
+@given(seeds, texts)
+def test_identifiers_from_healed_covers_are_exact_for_a_canonical_model(
+    seed: int, x: bytes
+) -> None:
+    """Covers, then tokens: with every branch kept, each name's probability is the exact
+    byte-level one (the model generates valid encodings only)."""
+    lm = HashLM(FIXED, seed)
+    p_x = brute_force_prefix_prob(FIXED, lm, x)
+    assume(p_x > 0)
+    bl = ByteLevel(FIXED, lm)
+    found = bl.complete_identifier_healed(x, k=4, beam=len(FIXED.token_bytes) ** 3, max_bytes=3)
+    assert [p for _, p in found] == sorted((p for _, p in found), reverse=True)
+    exact = dict(bl.complete_identifier(x, k=64, beam=64, max_bytes=3))
+    assert found and all(y in exact and close(p, exact[y]) for y, p in found)
+    if not x or x[-1] not in WORD_BYTES:
+        assert all(y and not y[:1].isdigit() for y, _ in found)  # a name starts here
+
+
 def healed(seed: int, x: bytes) -> tuple[HashLM, ByteLevel, State, Cover]:
     """A toy model, its byte-level search, the state after x and the cover that holds at
     least half of its mass (hypothesis rejects x where no cover does)."""
@@ -544,7 +563,9 @@ def test_decoder_entry_point(real_tok: Tokenizer) -> None:
     assert sum(p for _, p in found) <= 1 + 1e-9
     assert all(w.isidentifier() or w == "" or w.isalnum() for w, _ in found)
     # the same search through the stateless reference path gives the same probabilities
-    ref = ByteLevel(dec.tok, lm.hash_lm).complete_identifier(prefix.encode(), 5, (lm.eot_token,))
+    ref = ByteLevel(dec.tok, lm.hash_lm).complete_identifier_healed(
+        prefix.encode(), 5, (lm.eot_token,)
+    )
     assert [w.encode() for w, _ in found] == [y for y, _ in ref]
     assert np.allclose([p for _, p in found], [p for _, p in ref], rtol=1e-4)
     line = dec.complete_line(prefix, "\n\nmain()\n", max_tokens=8)
