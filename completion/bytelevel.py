@@ -131,6 +131,16 @@ class ByteLevel:
         word &= ~self.non_word_at
         self.word_run = np.where(word.all(axis=1), self.size, np.argmin(word, axis=1))
         self.digit_first = (self.first_byte >= ord("0")) & (self.first_byte <= ord("9"))
+        self._recent: dict[bytes, list[int]] = {}  # `_encoded`, oldest first
+
+    def _encoded(self, x: bytes) -> list[int]:
+        """encode(x), kept for the last few prompts: a list and ghost text at one cursor, and
+        the lists made ahead of the next keystroke, start from the same text."""
+        if (ids := self._recent.get(x)) is None:
+            ids = self._recent[x] = self.tok.encode(x)
+            while len(self._recent) > 4:
+                del self._recent[next(iter(self._recent))]
+        return ids
 
     def _extensions(
         self, base: bytes, cand: np.ndarray, row: np.ndarray
@@ -158,8 +168,8 @@ class ByteLevel:
         cut = cut_point(self.tok, x) if cut is None else cut
         # the head as x pre-tokenizes it: alone, x[:cut] may end in a whitespace run that x
         # splits (b" \n" + b"a" pre-tokenizes as b" ", b"\n", b"a")
-        whole = self.tok.encode(x)
-        ends = np.cumsum([0, *(len(self.tok.token_bytes[t]) for t in whole)])
+        whole = self._encoded(x)
+        ends = np.concatenate([[0], np.cumsum(self.size[whole])])
         k = int(np.searchsorted(ends, cut, side="right")) - 1
         cut, head = int(ends[k]), tuple(whole[:k])  # a pre-token boundary is a token boundary
         canon = tuple(self.tok.encode(x[cut:]))
