@@ -131,6 +131,13 @@ class ByteLevel:
         word &= ~self.non_word_at
         self.word_run = np.where(word.all(axis=1), self.size, np.argmin(word, axis=1))
         self.digit_first = (self.first_byte >= ord("0")) & (self.first_byte <= ord("9"))
+        # for names after the covers: tokens that end one (specials too), go on with it (at a
+        # name's start: not with a digit), or end it inside themselves
+        self.name_ends = np.flatnonzero(self.word_run == 0)
+        goes_on = (self.word_run == self.size) & (self.size > 0)
+        self.name_goes_on = {False: goes_on, True: goes_on & ~self.digit_first}
+        inside = np.flatnonzero((self.word_run > 0) & ~goes_on)
+        self.name_ends_inside = {False: inside, True: inside[~self.digit_first[inside]]}
         self._recent: dict[bytes, list[int]] = {}  # `_encoded`, oldest first
 
     def _encoded(self, x: bytes) -> list[int]:
@@ -462,7 +469,9 @@ class ByteLevel:
             first = self.byte_at[cs.last, np.minimum(off, self.byte_at.shape[1] - 1)]
             digit = (first >= ord("0")) & (first <= ord("9"))
             keep &= ~(digit & (self.size[cs.last] > off))
-        for j in np.flatnonzero(keep & ends):
+        if (empty := keep & ends & (run == 0)).any():  # most ending covers end it at once
+            end(b"", lse(logp[empty]))
+        for j in np.flatnonzero(keep & ends & (run > 0)):
             end(tb[cs.last[j]][off[j] : off[j] + run[j]], float(logp[j]))
         on = np.flatnonzero(keep & ~ends)
         on = on[np.argsort(-logp[on], kind="stable")[:beam]]
@@ -472,8 +481,6 @@ class ByteLevel:
         ]
         if not len(cs):  # nothing after the head: the name starts with the next token
             live.append((0.0, (), b""))
-        goes_on = (self.word_run == self.size) & (self.size > 0)  # special tokens end names
-        ends_inside = (self.word_run > 0) & ~goes_on
         while live:
             if check is not None:
                 check()
@@ -483,14 +490,11 @@ class ByteLevel:
                 row = rows[tail]
                 start = not y and not in_word
                 if not start:
-                    end(y, logp + lse(row[self.word_run == 0]))
-                inside = np.flatnonzero(ends_inside & np.isfinite(row))
-                if start:
-                    inside = inside[~self.digit_first[inside]]
-                for t in inside:
-                    end(y + tb[t][: self.word_run[t]], logp + float(row[t]))
-                ok = goes_on & ~self.digit_first if start else goes_on
-                on = np.where(ok, row, -np.inf)
+                    end(y, logp + lse(row[self.name_ends]))
+                for t in self.name_ends_inside[start]:
+                    if np.isfinite(row[t]):
+                        end(y + tb[t][: self.word_run[t]], logp + float(row[t]))
+                on = np.where(self.name_goes_on[start], row, -np.inf)
                 for t in top_k(on, beam):
                     if np.isfinite(on[t]) and len(y) + len(tb[t]) <= max_bytes:
                         grown.append((logp + float(row[t]), (*tail, int(t)), y + tb[t]))
