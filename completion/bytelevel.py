@@ -436,6 +436,7 @@ class ByteLevel:
         max_bytes: int = 32,
         max_prefix: int = 0,
         check: Callable[[], None] | None = None,
+        negligible: float = math.inf,
     ) -> list[tuple[bytes, float]]:
         """`complete_identifier` that leaves byte mode once the boundary is healed: the cover
         encodings of `prefix` (exact, one batched call: `start`) each become a branch of a
@@ -446,7 +447,8 @@ class ByteLevel:
         inside the tokens that have one later, and goes on with the likeliest tokens made of
         identifier bytes alone. With every branch kept this is the exact sum of
         `complete_identifier` for a model that only generates valid encodings (a real model
-        puts a little mass elsewhere, which neither search sees the same way).
+        puts a little mass elsewhere, which neither search sees the same way). Branches stop
+        once they fall `negligible` nats below the likeliest finished name.
         """
         s = self.start(prefix, context, max_prefix=max_prefix)
         in_word = bool(prefix) and prefix[-1] in WORD_BYTES
@@ -500,6 +502,8 @@ class ByteLevel:
                         grown.append((logp + float(row[t]), (*tail, int(t)), y + tb[t]))
             grown.sort(key=lambda g: g[0], reverse=True)
             kth = sorted(done.values(), reverse=True)[k - 1] if len(done) >= k else -math.inf
+            if done:
+                kth = max(kth, max(done.values()) - negligible)
             live = [g for g in grown[:beam] if g[0] > kth]  # extensions only lose mass
         best = sorted(done.items(), key=lambda kv: kv[1], reverse=True)[:k]
         return [(y, math.exp(lp)) for y, lp in best]

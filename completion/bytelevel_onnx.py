@@ -15,6 +15,7 @@ from tokenizers import Tokenizer
 from .bytelevel import ByteLevel, with_strings
 from .bytelevel_base import ByteTokenizer, Ids, TokenStream, log_softmax
 from .bytelevel_valid import PROJECT_PATTERN, project_classes
+from .decoding import NEGLIGIBLE
 from .runtime import OnnxDecoder, byte_decoder
 from .types import CancelToken, EngineError
 
@@ -410,7 +411,13 @@ class ByteLevelDecoder:
             )
         else:
             found = self.bytelevel.complete_identifier_healed(
-                prefix.encode(), k, ctx, max_bytes=max_bytes, max_prefix=room, check=check
+                prefix.encode(),
+                k,
+                ctx,
+                max_bytes=max_bytes,
+                max_prefix=room,
+                check=check,
+                negligible=NEGLIGIBLE,  # as the healed list's beam
             )
         return [(y.decode("utf-8"), p) for y, p in found]
 
