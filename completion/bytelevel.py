@@ -165,13 +165,11 @@ class ByteLevel:
         if missing := [h for h in heads if h not in rows]:
             rows.update(self.scorer.rows(prefix, missing))
 
-    def start(
+    def split(
         self, x: bytes, context: Sequence[int] = (), cut: int | None = None, max_prefix: int = 0
-    ) -> State:
-        """The covers of `x`: one batched model call after the cached prefix (two when a
-        cover's head is not the canonical encoding of its bytes, as with whitespace runs).
-        `max_prefix` > 0 keeps context + head + tail within that many tokens by dropping the
-        oldest head tokens, `window_step` at a time (never the context)."""
+    ) -> tuple[int, Ids, Ids]:
+        """Where `start` cuts x, the prefix it scores the covers after (context + head: the
+        model's KV cache of it is kept), and the canonical encoding of the rest."""
         cut = cut_point(self.tok, x) if cut is None else cut
         # the head as x pre-tokenizes it: alone, x[:cut] may end in a whitespace run that x
         # splits (b" \n" + b"a" pre-tokenizes as b" ", b"\n", b"a")
@@ -184,7 +182,16 @@ class ByteLevel:
             # drop whole steps, so that the head's start (and the KV cached for it, whose
             # positions are absolute) stays put while the user types
             head = head[min(-(-over // self.window_step) * self.window_step, len(head)) :]
-        prefix = (*context, *head)
+        return cut, (*context, *head), canon
+
+    def start(
+        self, x: bytes, context: Sequence[int] = (), cut: int | None = None, max_prefix: int = 0
+    ) -> State:
+        """The covers of `x`: one batched model call after the cached prefix (two when a
+        cover's head is not the canonical encoding of its bytes, as with whitespace runs).
+        `max_prefix` > 0 keeps context + head + tail within that many tokens by dropping the
+        oldest head tokens, `window_step` at a time (never the context)."""
+        cut, prefix, canon = self.split(x, context, cut, max_prefix)
         bases = {i: tuple(self.tok.encode(x[cut:i])) for i in range(cut, len(x))}
         rows = dict(self.scorer.rows(prefix, [*set(bases.values()), canon]))
         found = [  # (head, split point, last tokens)

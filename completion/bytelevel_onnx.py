@@ -15,7 +15,7 @@ from tokenizers import Tokenizer
 from .bytelevel import ByteLevel, with_strings
 from .bytelevel_base import ByteTokenizer, Ids, TokenStream, log_softmax
 from .bytelevel_valid import PROJECT_PATTERN, project_classes
-from .decoding import NEGLIGIBLE
+from .decoding import NEGLIGIBLE, PREFILL_CHUNK
 from .runtime import OnnxDecoder, byte_decoder
 from .types import CancelToken, EngineError
 
@@ -228,18 +228,50 @@ class OnnxScorer:
             return self._cache[prefix]
         if not prefix:
             raise EngineError("the ONNX decoder needs at least one context token")
-        n, past = 0, self.lm.empty_past(1)
-        for old, (_, kv) in self._cache.items():
-            k = next((i for i, (a, b) in enumerate(zip(old, prefix, strict=False)) if a != b), None)
-            k = min(len(old), len(prefix)) if k is None else k
-            if min(k, len(prefix) - 1) > n:  # the last token always runs: its row is needed
-                n = min(k, len(prefix) - 1)
-                past = np.ascontiguousarray(kv[()][:, :, :, :, :n])
+        n, old = self._longest(prefix)
+        past = (
+            self.lm.empty_past(1)
+            if old is None
+            else np.ascontiguousarray(self._cache[old][1][()][:, :, :, :, :n])
+        )
         logits, past = self._run(np.asarray([prefix[n:]]), past, last=1)
+        for kept in [p for p in self._cache if p == prefix[: len(p)]]:
+            self._drop(kept)  # a prefix of this one: its keys/values are in this one's
         entry = self._cache[prefix] = ({(): _row(logits[0, -1])}, {(): past})
         while len(self._cache) > self.cached:
-            self._trees.pop(self._cache.popitem(last=False)[0], None)
+            self._drop(next(iter(self._cache)))
         return entry
+
+    def _longest(self, prefix: Ids) -> tuple[int, Ids | None]:
+        """The kept prefix sharing the longest start with `prefix` and that length (at most
+        len(prefix) - 1: the last token always runs, its row is needed); (0, None) if none."""
+        n, found = 0, None
+        for old in self._cache:
+            k = next((i for i, (a, b) in enumerate(zip(old, prefix, strict=False)) if a != b), None)
+            k = min(len(old), len(prefix)) if k is None else k
+            if min(k, len(prefix) - 1) > n:
+                n, found = min(k, len(prefix) - 1), old
+        return n, found
+
+    def _drop(self, prefix: Ids) -> None:
+        """Forget a kept prefix with its rows, keys/values and tail tree."""
+        del self._cache[prefix]
+        self._trees.pop(prefix, None)
+
+    def warm(self, prefix: Ids, check: Callable[[], None] | None = None) -> int:
+        """Run `prefix` into the cache `PREFILL_CHUNK` tokens per call, calling `check`
+        between calls (a cancellation hook that raises: what ran stays kept), so that idle
+        work on a long new prompt never holds a request up for more than one chunk. Returns
+        the tokens run."""
+        if prefix in self._cache:
+            return 0
+        n, _ = self._longest(prefix)
+        for end in range(n + PREFILL_CHUNK, len(prefix), PREFILL_CHUNK):
+            self._entry(prefix[:end])  # each replaces the one before: a prefix of it
+            if check is not None:
+                check()
+        self._entry(prefix)
+        return len(prefix) - n
 
     def _keep(self, kv: dict[Ids, np.ndarray], tail: Ids, past: np.ndarray) -> None:
         """Keep the KV after prefix + tail, dropping the oldest kept one (never the prefix's)."""
@@ -369,6 +401,28 @@ class ByteLevelDecoder:
         tree and its rows: in the replay with byte-level ghost text, the second one cost
         about 40 MiB of peak memory."""
         self.scorer.cached = n
+
+    def warm(
+        self,
+        prefix: str,
+        suffix: str | None = None,
+        lists: bool = True,
+        cancel: CancelToken | None = None,
+    ) -> int:
+        """Run the prompts that requests at the end of `prefix` will start from into the
+        scorer's cache ahead of them, a chunk per call (`OnnxScorer.warm`): the list's with
+        `lists`, the ghost text's when `suffix` is given (the same prompt when the suffix is
+        blank). Returns the tokens run."""
+        x, room = prefix.encode(), self._room(0)
+        check = cancel.check if cancel is not None else None
+        contexts = [self._context(None)] if lists else []
+        if suffix is not None:
+            contexts.append(self._context(suffix))
+        ran = 0
+        for context in dict.fromkeys(contexts):
+            _, ids, _ = self.bytelevel.split(x, context, max_prefix=room)
+            ran += self.scorer.warm(ids, check)
+        return ran
 
     def _room(self, need: int) -> int:
         """The most prompt tokens that leave `need` positions free; the same for every need

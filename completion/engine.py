@@ -221,6 +221,12 @@ class Engine:
         if cache is not None and self.settings.mid_token != "bytelevel":
             prompt = decoding.heal(lm, ctx.prefix, self._mode())
             ran += decoding.warm(lm, prompt, cache, cancel)
+        lists = self._byte_decoder("complete")
+        ghost = self._byte_decoder("inline") if self.settings.inline else None
+        if (bytelevel := lists or ghost) is not None:
+            suffix = ctx.suffix if ghost is not None else None
+            with self._bytelevel_lock:
+                ran += bytelevel.warm(ctx.prefix, suffix, lists is not None, cancel)
         head = doc.text[: ctx.offset - len(ctx.partial)]
         with self._lock:
             codefill = self._codefill
