@@ -6,11 +6,13 @@ import threading
 from dataclasses import dataclass, field
 from typing import Literal
 
-# auto: byte-level for ghost text (exact: 42.0% vs 38.7% exact match on held-out spans, both
-# with the line beam) and healing for the list (about as accurate there, faster). Not the
-# default: in the benchmark replay slower ghost text leaves less of each pause for the lists
-# made ahead; with the shipped decoder completion p95 was 2.57x below jedi-language-server's
-# (3x is the target) and peak RSS 332 MiB (300 MiB is) (docs/benchmarks.md).
+# bytelevel (the default): exact next-byte probabilities where the prompt ends, for the list
+# (covers, then a token beam: `ByteLevel.complete_identifier_healed`) and the ghost text. On
+# held-out code it ranks names as healing does or better (MRR@10 0.579 vs 0.573 at name
+# starts, top-1 73.6% both inside names) and matches more ghost text inside lines (42.0% vs
+# 38.7% exact match), at 1.1x healing's list latency (docs/evaluation/results.md). auto:
+# byte-level ghost text and a healed list. healing: back off the last pre-token and spell it
+# again. naive: the prompt as typed.
 MidTokenMode = Literal["auto", "bytelevel", "healing", "naive"]
 LineDrafts = Literal["document", "table", "off"]
 
@@ -96,7 +98,7 @@ class EngineSettings:
     model_path: str | None = None  # a release folder; None means the bundled default
     max_items: int = 20
     inline: bool = True
-    mid_token: MidTokenMode = "healing"
+    mid_token: MidTokenMode = "bytelevel"
     max_inline_tokens: int = 48
     # Mixture weights, tuned together on the valid split (python -m fillpoint.training.tune
     # --n 300): the file's identifier frequencies get file_weight; the CodeFill name model (a

@@ -50,9 +50,9 @@ class Options:
     )
     midToken: MidTokenMode = _option(
         _ENGINE_DEFAULTS.mid_token,
-        "How a prompt that ends inside a token is handled: 'healing' (token healing), 'auto' "
-        "(exact byte-level ghost text, more accurate but slower and larger; healing for the "
-        "list), 'bytelevel' (exact byte-level probabilities everywhere) or 'naive' (as typed).",
+        "How a prompt that ends inside a token is handled: 'bytelevel' (exact byte-level "
+        "probabilities for the list and the ghost text), 'auto' (exact byte-level ghost text, "
+        "token healing for the list), 'healing' (token healing) or 'naive' (as typed).",
         enum=list(get_args(MidTokenMode)),
     )
     lineBeam: int = _option(

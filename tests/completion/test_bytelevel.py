@@ -35,6 +35,7 @@ from fillpoint.completion.bytelevel_reference import (
     brute_force_next_byte,
     brute_force_prefix_prob,
 )
+from fillpoint.completion.decoding import PREFILL_CHUNK
 from fillpoint.completion.runtime import byte_decoder
 from fillpoint.completion.types import Cancelled, CancelToken
 from fillpoint.training.tokenizer import (
@@ -483,6 +484,41 @@ def test_onnx_scorer_batches_to_the_same_rows(real_tok: Tokenizer) -> None:
     stream = fast.stream(prefix, (1, 2))
     stream.push(3)
     assert np.allclose(stream.row, want[(1, 2, 3)], atol=1e-5)
+
+
+def test_onnx_scorer_warms_a_chunk_per_call_and_keeps_what_ran_when_cancelled(
+    real_tok: Tokenizer,
+) -> None:
+    lm = FakeDecoder(real_tok)
+    scorer, slow = OnnxScorer(lm), StatelessScorer(lm.hash_lm)
+    ran: list[int] = []
+    run = scorer._run
+    scorer._run = lambda ids, past, last=None: ran.append(ids.size) or run(ids, past, last)  # type: ignore[method-assign]
+    other = (lm.eot_token, 9, 8)  # another kind of prompt, kept throughout
+    scorer.rows(other, [(1,)])
+    prompt = (lm.eot_token, *range(20, 20 + 2 * PREFILL_CHUNK + 5))
+    cancel = CancelToken()
+    checks = iter([None, "stop"])
+
+    def check() -> None:
+        if next(checks):
+            cancel.cancel()
+        cancel.check()
+
+    ran.clear()
+    with pytest.raises(Cancelled):
+        scorer.warm(prompt, check)  # stopped after its second chunk
+    assert ran == [PREFILL_CHUNK, PREFILL_CHUNK]
+    assert other in scorer._cache and len(scorer._cache) == 2  # one entry, grown in place
+    rest = len(prompt) - 1 - 2 * PREFILL_CHUNK  # the end-of-text token was kept already
+    ran.clear()
+    assert scorer.warm(prompt) == rest  # only what had not run
+    assert ran == [rest] and scorer.warm(prompt) == 0
+    got, want = scorer.rows(prompt, [(3, 4)]), slow.rows(prompt, [(3, 4)])
+    assert ran[1:] == [2]  # the prompt itself did not run again
+    for key in want:
+        assert np.allclose(got[key], want[key], atol=1e-5), key
+    assert other in scorer._cache
 
 
 def test_onnx_scorer_reuses_kept_keys_and_values(real_tok: Tokenizer) -> None:

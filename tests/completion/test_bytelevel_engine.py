@@ -164,13 +164,15 @@ def test_concurrent_requests_get_what_they_get_alone(engine: Engine) -> None:
         assert got[i] == pytest.approx(want, rel=1e-5)
 
 
-def test_healing_is_the_default_and_the_mode_can_change_after_loading(
+def test_bytelevel_is_the_default_and_the_mode_can_change_after_loading(
     tiny_model_dir: Path,
 ) -> None:
     eng = Engine(EngineSettings(model_path=str(tiny_model_dir)))
     eng.load()
-    assert eng.settings.mid_token == "healing" and eng._byte_decoder("inline") is None
-    eng.settings.mid_token = "auto"  # as a settings change does, without a reload
+    assert eng.settings.mid_token == "bytelevel"
+    eng.settings.mid_token = "healing"  # as a settings change does, without a reload
+    assert eng._byte_decoder("inline") is None and eng._byte_decoder("complete") is None
+    eng.settings.mid_token = "auto"
     assert eng._byte_decoder("complete") is None  # auto: byte-level ghost text, a healed list
     decoder = eng._byte_decoder("inline")
     assert isinstance(decoder, ByteLevelDecoder)

@@ -291,8 +291,9 @@ def assert_same_list(got: list, fresh: list) -> None:
 
 
 def test_prepare_warms_the_caches_and_changes_no_answer(tiny_model_dir: Path) -> None:
-    def fresh() -> Engine:
+    def fresh() -> Engine:  # the healed prompt's cache (byte-level: test_bytelevel_engine)
         eng = Engine(EngineSettings(model_path=str(tiny_model_dir), max_items=15))
+        eng.settings.mid_token = "healing"
         eng.load()
         return eng
 

@@ -75,7 +75,7 @@ describe('activate', () => {
       modelPath: path.join(os.homedir(), 'models/release'),
       maxItems: 7,
       inline: true,
-      midToken: 'healing',
+      midToken: 'bytelevel',
       lineBeam: 3,
       debounceMs: 0,
       prefetch: true,
