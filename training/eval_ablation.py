@@ -1,6 +1,6 @@
 """Ablations: other releases (a model trained without the type loss, say) on the same samples.
 
-Each decoder runs through the engine in healing mode, the shipped default, with the CodeFill
+Each decoder runs through the engine in the shipped mid-token mode, with the CodeFill
 name model left out (a release may or may not carry one), so the rows differ only in the
 decoder: token accuracy, identifier top-1 and MRR@10 at identifier starts, and line exact
 match and edit similarity.
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from fillpoint.completion.types import EngineSettings
 
 from .eval_engine import engine_ranker, inline_metrics, load_engine, rank_table
 from .eval_metrics import rank_metrics
@@ -37,7 +39,7 @@ def ablation_rows(
     """Measure each model on the identifier starts and line cuts of the main run."""
     rows = {}
     for name, path in models.items():
-        engine = load_engine(path, "healing", file_weight, codefill_weight=0.0)
+        engine = load_engine(path, EngineSettings().mid_token, file_weight, codefill_weight=0.0)
         lists, _ = rank_table(engine_ranker(engine), [s.prefix for s in starts], name)
         ident = rank_metrics(lists, [s.truth for s in starts])
         line = inline_metrics(engine, [(s.prefix, "") for s in lines], [s.truth for s in lines])

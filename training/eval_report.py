@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fillpoint.completion.types import EngineSettings
+
 STATEMENT_NOTE = (
     "ROUGE-L is the LCS F1 over lexical tokens (Python's `tokenize`; string literals count "
     "as one `<str>` token, as in CodeXGLUE). METEOR aligns exact matches only (no stems or "
@@ -88,7 +90,8 @@ def _ablation_section(table: dict) -> list[str]:
     ]
     header = ["model", "token acc", "identifier top-1", "identifier MRR@10", "line EM"]
     return [
-        "### ablation (decoder alone: healing mode, no CodeFill names, same samples)",
+        f"### ablation (decoder alone: {EngineSettings().mid_token} mode, no CodeFill names, "
+        "same samples)",
         "",
         *_table([*header, "line edit sim"], rows),
         "",
@@ -120,7 +123,9 @@ def to_markdown(results: dict) -> str:
             "",
         ]
     if line := results.get("line"):
+        mode = results.get("line_mode", "healing")
         text = (
+            f"{mode} ghost text: "
             f"exact match {100 * line['exact']:.1f}%, edit similarity {line['edit_sim']:.1f}, "
             f"n = {line['n']}, p50 {line['p50_ms']:.0f} ms"
         )

@@ -53,6 +53,7 @@ from .eval_statement import (
 from .token_accuracy import token_accuracy
 
 MODES = ("healing", "naive", "bytelevel")  # how the engine treats a prompt that ends mid-token
+SHIPPED = EngineSettings().mid_token  # the mode whose ghost text the line sections score
 ENSEMBLE_ROW = "fillpoint (bytelevel ensemble)"  # CodeFill in the byte-level search
 ALONE_ROW = "decoder alone"  # the decoder without the file's and CodeFill's names
 # Default sample counts: the whole run took 14 minutes on 2 busy cores, which leaves room
@@ -247,23 +248,26 @@ def evaluate(
         }
     results["ranker_latency_p50_ms"] = latency
     heads, truths = [s.prefix for s in lines], [s.truth for s in lines]
-    ghost, times = inline_predictions(engines["healing"], [(h, "") for h in heads])
+    ghost, times = inline_predictions(engines[SHIPPED], [(h, "") for h in heads])
     results["line"] = line_scores(ghost, truths) | {"p50_ms": p50(times)}
-    # the same engine decoding greedily (lineBeam 1): what the ghost text's beam adds
+    results["line_mode"] = SHIPPED
+    # the same engine decoding greedily (lineBeam 1): what the ghost text's beam adds; and
+    # greedy decoding in the other exact-prefix mode, for the infilling table
     greedy = {
-        "healing (greedy)": load_engine(model, "healing", file_weight, codefill_weight, line_beam=1)
+        f"{mode} (greedy)": load_engine(model, mode, file_weight, codefill_weight, line_beam=1)
+        for mode in dict.fromkeys((SHIPPED, "healing", "bytelevel"))
     }
-    ghost1, times1 = inline_predictions(greedy["healing (greedy)"], [(h, "") for h in heads])
+    ghost1, times1 = inline_predictions(greedy[f"{SHIPPED} (greedy)"], [(h, "") for h in heads])
     results["line_greedy"] = line_scores(ghost1, truths) | {"p50_ms": p50(times1)}
-    results["line_beam"] = engines["healing"].settings.line_beam
+    results["line_beam"] = engines[SHIPPED].settings.line_beam
     # the same beam without the document's own lines in the mixture: what they add
-    weight = engines["healing"].settings.line_repeat_weight
+    weight = engines[SHIPPED].settings.line_repeat_weight
     if weight > 0:
-        alone = load_engine(model, "healing", file_weight, codefill_weight, line_repeat_weight=0)
+        alone = load_engine(model, SHIPPED, file_weight, codefill_weight, line_repeat_weight=0)
         ghost0, times0 = inline_predictions(alone, [(h, "") for h in heads])
         results["line_decoder_only"] = line_scores(ghost0, truths) | {"p50_ms": p50(times0)}
         results["line_repeat_weight"] = weight
-    engine_lines = {"fillpoint (healing)": ghost, "fillpoint (healing, greedy)": ghost1}
+    engine_lines = {f"fillpoint ({SHIPPED})": ghost, f"fillpoint ({SHIPPED}, greedy)": ghost1}
     results["line_tokens"] = line_table(heads, truths, engine_lines, line_baselines(ngram))
     results["token_accuracy"] = token_accuracy(model, corpus, n_files=30, seed=seed)
     results["token_accuracy_baselines"] = {
@@ -278,9 +282,6 @@ def evaluate(
         samples = sample_statements(corpus, n_statement, seed, split)
         results["statement"] = statement_metrics(predictors, samples)
     if n_infill:
-        greedy["bytelevel (greedy)"] = load_engine(
-            model, "bytelevel", file_weight, codefill_weight, line_beam=1
-        )
         spans = sample_spans(corpus, n_infill, seed, split)
         results["infill"] = infill_metrics(engines | greedy, spans)
     if ablations:

@@ -98,9 +98,10 @@ def test_eval_command_on_tiny_model(
     assert results["line_greedy"]["n"] == 3 and results["line_beam"] > 1
     assert results["line_decoder_only"]["n"] == 3 and results["line_repeat_weight"] > 0
     lines = results["line_tokens"]
+    assert results["line_mode"] == "bytelevel"  # the shipped mode's ghost text
     assert set(lines) == {
-        "fillpoint (healing)",
-        "fillpoint (healing, greedy)",
+        "fillpoint (bytelevel)",
+        "fillpoint (bytelevel, greedy)",
         "trigram",
         "file copy",
     }
