@@ -232,9 +232,10 @@ def test_the_card_gives_the_evaluation_with_the_line_decoder(tiny_run_dir: Path)
         "line": {"exact": 0.21, "edit_sim": 52.1, "n": 120},
         "line_greedy": {"exact": 0.173, "edit_sim": 50.4, "n": 120},
         "line_beam": 3,
+        "line_mode": "bytelevel",
     }
     card, extra = model_card(tiny_run_dir, tiny_run_dir.parent / "tokenizer.json", evaluation)
     assert "| fillpoint (healing) | 40.0% | 60.0% | 0.500 |" in card
-    assert "Line completion (beam of 3): exact match 21.0%, edit similarity 52.1" in card
+    assert "Line completion (beam of 3, bytelevel prompts): exact match 21.0%, edit" in card
     assert "Greedy decoding: exact match 17.3%, edit similarity 50.4." in card
     assert extra["evaluation"] == evaluation
