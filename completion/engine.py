@@ -222,7 +222,8 @@ class Engine:
             prompt = decoding.heal(lm, ctx.prefix, self._mode())
             ran += decoding.warm(lm, prompt, cache, cancel)
         lists = self._byte_decoder("complete")
-        ghost = self._byte_decoder("inline") if self.settings.inline else None
+        offered = self.settings.inline and not _inside_word(ctx.line_suffix)  # see `inline`
+        ghost = self._byte_decoder("inline") if offered else None
         if (bytelevel := lists or ghost) is not None:
             suffix = ctx.suffix if ghost is not None else None
             with self._bytelevel_lock:
