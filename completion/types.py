@@ -10,7 +10,7 @@ from typing import Literal
 # (covers, then a token beam: `ByteLevel.complete_identifier_healed`) and the ghost text. On
 # held-out code it ranks names as healing does or better (MRR@10 0.579 vs 0.573 at name
 # starts, top-1 73.6% both inside names) and matches more ghost text inside lines (42.0% vs
-# 38.7% exact match), at 1.1x healing's list latency (docs/evaluation/results.md). auto:
+# 38.7% exact match), at 1.05x healing's list latency (docs/evaluation/results.md). auto:
 # byte-level ghost text and a healed list. healing: back off the last pre-token and spell it
 # again. naive: the prompt as typed.
 MidTokenMode = Literal["auto", "bytelevel", "healing", "naive"]
