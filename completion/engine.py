@@ -95,6 +95,7 @@ class Engine:
                 log.warning("CodeFill model unavailable: %s", exc)
         with self._lock:
             self._lm, self._vocab, self._bytelevel = lm, vocab, None
+            self._no_bytelevel = False  # another model's tokenizer may well be readable
             self._codefill = codefill
             # one cache of the last few prompts: completion and inline prompts at one position
             # share their start; a fill-in-the-middle prompt keeps an entry of its own

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from doc_helpers import at_end, typed
 
+from fillpoint.completion import engine as engine_module
 from fillpoint.completion.bytelevel_onnx import ByteLevelDecoder
 from fillpoint.completion.documents import Document
 from fillpoint.completion.engine import Engine
@@ -162,6 +163,25 @@ def test_concurrent_requests_get_what_they_get_alone(engine: Engine) -> None:
     for i, want in enumerate(alone):  # batched rows may differ in the last bits
         assert got.get(i, {}).keys() == want.keys()
         assert got[i] == pytest.approx(want, rel=1e-5)
+
+
+def test_a_tokenizer_the_byte_level_path_cannot_read_falls_back_to_healing(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreadable(lm: object) -> None:
+        raise ValueError("byte-level decoding needs a tokenizer without a normalizer")
+
+    monkeypatch.setattr(engine_module, "ByteLevelDecoder", unreadable)
+    eng = Engine(EngineSettings(model_path=str(tiny_model_dir), max_items=15))
+    eng.load()
+    doc, pos = at_end(SOURCE + "        self.it")
+    items = eng.complete(doc, pos).items
+    assert items and all(i.text.startswith("it") for i in items)  # healed instead
+    assert eng._byte_decoder("complete") is None and eng._byte_decoder("inline") is None
+    assert eng.prepare(*at_end(SOURCE + "        return ")) >= 0
+    monkeypatch.undo()
+    eng.load()  # another model (here the same one, readable now) gets byte-level again
+    assert isinstance(eng._byte_decoder("complete"), ByteLevelDecoder)
 
 
 def test_bytelevel_is_the_default_and_the_mode_can_change_after_loading(
