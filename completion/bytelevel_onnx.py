@@ -12,7 +12,7 @@ from itertools import accumulate
 import numpy as np
 from tokenizers import Tokenizer
 
-from .bytelevel import ByteLevel, with_strings
+from .bytelevel import ByteLevel, cut_point, with_strings
 from .bytelevel_base import ByteTokenizer, Ids, TokenStream, log_softmax
 from .bytelevel_valid import PROJECT_PATTERN, project_classes
 from .decoding import NEGLIGIBLE, PREFILL_CHUNK
@@ -378,6 +378,10 @@ class OnnxScorer:
 
 
 ROOM = 64  # positions kept free after a prompt: a line's 48 tokens and 16 bytes in byte mode
+# The longest stretch after the cut (the last two pre-tokens) taken in byte mode: the covers
+# need the encoding of every split point in it, which grows with its square (a 20,000-byte
+# word would take many seconds); prompts with a longer one are healed instead (`fits`).
+MAX_TAIL = 256
 
 
 class ByteLevelDecoder:
@@ -393,6 +397,15 @@ class ByteLevelDecoder:
         self.tok = HFByteTokenizer(lm.tokenizer, lm.token_bytes, lm.special_ids)
         self.scorer = OnnxScorer(lm)
         self.bytelevel = ByteLevel(self.tok, self.scorer, tol=tol)
+        self._fits: tuple[str, bool] | None = None  # the last prompt `fits` answered for
+
+    def fits(self, prefix: str) -> bool:
+        """Whether a prompt ending with `prefix` is cheap to take in byte mode: its last two
+        pre-tokens span at most MAX_TAIL bytes (almost always; not inside a huge word)."""
+        if self._fits is None or self._fits[0] != prefix:
+            x = prefix.encode()
+            self._fits = (prefix, len(x) - cut_point(self.tok, x) <= MAX_TAIL)
+        return self._fits[1]
 
     def keep_prompts(self, n: int) -> None:
         """Keep the caches of the last `n` prompts: 2 where lists and ghost text alternate

@@ -126,9 +126,10 @@ class Engine:
         # the closest correct behaviour for prompts that end inside a token.
         return "naive" if self.settings.mid_token == "naive" else "healing"
 
-    def _byte_decoder(self, kind: str) -> ByteLevelDecoder | None:
+    def _byte_decoder(self, kind: str, prefix: str | None = None) -> ByteLevelDecoder | None:
         """The byte-level decoder when the settings ask for it for this kind of request
-        ("complete" or "inline") and the model has one."""
+        ("complete" or "inline"), the model has one and (given the text before the cursor)
+        the prompt is one byte mode takes cheaply (`ByteLevelDecoder.fits`)."""
         mode = self.settings.mid_token
         if mode != "bytelevel" and not (mode == "auto" and kind == "inline"):
             return None
@@ -140,9 +141,11 @@ class Engine:
                 except (ValueError, EngineError) as exc:  # a tokenizer it cannot read bytes of
                     log.warning("byte-level decoding unavailable, healing instead: %s", exc)
                     self._no_bytelevel = True
-            if self._bytelevel is not None:
-                self._bytelevel.keep_prompts(2 if mode == "bytelevel" else 1)
-            return self._bytelevel
+            decoder = self._bytelevel
+        if decoder is None or (prefix is not None and not decoder.fits(prefix)):
+            return None
+        decoder.keep_prompts(2 if mode == "bytelevel" else 1)
+        return decoder
 
     def complete(
         self, doc: Document, pos: Position, cancel: CancelToken | None = None
@@ -185,7 +188,7 @@ class Engine:
         weight = self.settings.codefill_weight
         ensemble = False  # CodeFill's names join the byte-level search instead of the mixture
         try:
-            if (bytelevel := self._byte_decoder("complete")) is not None:
+            if (bytelevel := self._byte_decoder("complete", ctx.prefix)) is not None:
                 names: list[tuple[str, float]] = []
                 if ensemble := self.settings.byte_ensemble:
                     cut = len(ctx.partial)
@@ -222,9 +225,9 @@ class Engine:
         if cache is not None and self.settings.mid_token != "bytelevel":
             prompt = decoding.heal(lm, ctx.prefix, self._mode())
             ran += decoding.warm(lm, prompt, cache, cancel)
-        lists = self._byte_decoder("complete")
+        lists = self._byte_decoder("complete", ctx.prefix)
         offered = self.settings.inline and not _inside_word(ctx.line_suffix)  # see `inline`
-        ghost = self._byte_decoder("inline") if offered else None
+        ghost = self._byte_decoder("inline", ctx.prefix) if offered else None
         if (bytelevel := lists or ghost) is not None:
             suffix = ctx.suffix if ghost is not None else None
             with self._bytelevel_lock:
@@ -271,7 +274,7 @@ class Engine:
         lm, vocab = model
         if self.settings.inline and not _inside_word(ctx.line_suffix):
             ahead = self.inline(doc, pos, cancel).text
-        elif self._byte_decoder("complete") is not None:
+        elif self._byte_decoder("complete", ctx.prefix) is not None:
             return "", False  # byte-level lists keep caches of their own
         else:
             prompt, cache = self._line_prompt(lm, ctx), self._caches.get("inline")
@@ -353,7 +356,7 @@ class Engine:
         lm, vocab = model
         cache, n = self._caches.get("inline"), self.settings.max_inline_tokens
         prompt = None
-        if (bytelevel := self._byte_decoder("inline")) is not None:
+        if (bytelevel := self._byte_decoder("inline", ctx.prefix)) is not None:
             with self._bytelevel_lock:
                 text = bytelevel.complete_line(
                     ctx.prefix, ctx.suffix, n, cancel, self.settings.line_beam

@@ -10,7 +10,7 @@ import pytest
 from doc_helpers import at_end, typed
 
 from fillpoint.completion import engine as engine_module
-from fillpoint.completion.bytelevel_onnx import ByteLevelDecoder
+from fillpoint.completion.bytelevel_onnx import MAX_TAIL, ByteLevelDecoder
 from fillpoint.completion.documents import Document
 from fillpoint.completion.engine import Engine
 from fillpoint.completion.types import Cancelled, CancelToken, EngineSettings, Position, Span
@@ -163,6 +163,28 @@ def test_concurrent_requests_get_what_they_get_alone(engine: Engine) -> None:
     for i, want in enumerate(alone):  # batched rows may differ in the last bits
         assert got.get(i, {}).keys() == want.keys()
         assert got[i] == pytest.approx(want, rel=1e-5)
+
+
+def test_a_huge_word_at_the_cursor_is_healed_instead_of_taken_byte_by_byte(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The covers of a word need the encoding of every split point in it: for a word of
+    thousands of characters that would take seconds, so such prompts are healed."""
+    word = "x" * (MAX_TAIL + 1)
+    decoder = engine._byte_decoder("complete")
+    assert decoder is not None
+    assert decoder.fits(SOURCE + "        self.it") and not decoder.fits(SOURCE + word)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("byte mode on a huge word")
+
+    monkeypatch.setattr(decoder, "complete_identifier", refuse)
+    monkeypatch.setattr(decoder, "complete_line", refuse)
+    monkeypatch.setattr(decoder, "warm", refuse)
+    doc, pos = at_end(SOURCE + "        " + word)
+    assert all(i.text.startswith(word) for i in engine.complete(doc, pos).items)
+    engine.inline(doc, pos)
+    engine.prepare(doc, pos)
 
 
 def test_a_tokenizer_the_byte_level_path_cannot_read_falls_back_to_healing(
