@@ -15,7 +15,7 @@ from tokenizers import Tokenizer
 from .bytelevel import ByteLevel, cut_point, with_strings
 from .bytelevel_base import ByteTokenizer, Ids, TokenStream, log_softmax
 from .bytelevel_valid import PROJECT_PATTERN, project_classes
-from .decoding import NEGLIGIBLE, PREFILL_CHUNK
+from .decoding import NEGLIGIBLE, PREFILL_CHUNK, longest_start
 from .runtime import OnnxDecoder, byte_decoder
 from .types import CancelToken, EngineError
 
@@ -243,15 +243,11 @@ class OnnxScorer:
         return entry
 
     def _longest(self, prefix: Ids) -> tuple[int, Ids | None]:
-        """The kept prefix sharing the longest start with `prefix` and that length (at most
-        len(prefix) - 1: the last token always runs, its row is needed); (0, None) if none."""
-        n, found = 0, None
-        for old in self._cache:
-            k = next((i for i, (a, b) in enumerate(zip(old, prefix, strict=False)) if a != b), None)
-            k = min(len(old), len(prefix)) if k is None else k
-            if min(k, len(prefix) - 1) > n:
-                n, found = min(k, len(prefix) - 1), old
-        return n, found
+        """The kept prefix sharing the longest start with `prefix` and that length
+        (`decoding.longest_start`); (0, None) if none."""
+        kept = list(self._cache)
+        best, n = longest_start(kept, prefix)
+        return n, kept[best] if best >= 0 else None
 
     def _drop(self, prefix: Ids) -> None:
         """Forget a kept prefix with its rows, keys/values and tail tree."""

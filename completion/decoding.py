@@ -143,6 +143,19 @@ def _window(lm: OnnxDecoder, ids: list[int], room: int) -> list[int]:
     return _fit(ids, lm.block_size - max(room, ROOM) - 1) or [lm.eot_token]
 
 
+def longest_start(kept: Sequence[Sequence[int]], ids: Sequence[int]) -> tuple[int, int]:
+    """Which of `kept` shares the longest start with `ids` (its index, -1 for none) and that
+    length, at most len(ids) - 1: the last id always runs, since its row is needed."""
+    best, n = -1, 0
+    for k, old in enumerate(kept):
+        m, limit = 0, min(len(old), len(ids) - 1)
+        while m < limit and old[m] == ids[m]:
+            m += 1
+        if m > n:
+            best, n = k, m
+    return best, n
+
+
 class PrefixCache:
     """Keys/values of the last few prompts: a prompt runs only the tokens after the longest
     start it shares with one of them (completion, inline and fill-in-the-middle prompts)."""
@@ -153,16 +166,8 @@ class PrefixCache:
         self._lock = threading.Lock()
 
     def _longest(self, ids: list[int]) -> tuple[int, int]:
-        """The kept prompt sharing the longest start with `ids` (index or -1) and that length
-        (at most len(ids) - 1: the last id always runs); called with the lock held."""
-        best, n = -1, 0
-        for k, (kept, _, _) in enumerate(self._kept):
-            m, limit = 0, min(len(kept), len(ids) - 1)
-            while m < limit and kept[m] == ids[m]:
-                m += 1
-            if m > n:
-                best, n = k, m
-        return best, n
+        """`longest_start` among the kept prompts; called with the lock held."""
+        return longest_start([kept for kept, _, _ in self._kept], ids)
 
     def cached(self, ids: list[int]) -> int:
         """How many of `ids` a prefill would not have to run."""
