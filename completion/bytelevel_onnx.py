@@ -7,6 +7,7 @@ import json
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from itertools import accumulate
 
 import numpy as np
@@ -463,25 +464,10 @@ class ByteLevelDecoder:
         check = cancel.check if cancel is not None else None
         if names:  # blending works on next-byte distributions: byte mode all the way
             blend = with_strings([(n.encode(), p) for n, p in names], weight)
-            found = self.bytelevel.complete_identifier(
-                prefix.encode(),
-                k,
-                ctx,
-                max_bytes=max_bytes,
-                max_prefix=room,
-                check=check,
-                blend=blend,
-            )
-        else:
-            found = self.bytelevel.complete_identifier_healed(
-                prefix.encode(),
-                k,
-                ctx,
-                max_bytes=max_bytes,
-                max_prefix=room,
-                check=check,
-                negligible=NEGLIGIBLE,  # as the healed list's beam
-            )
+            search = partial(self.bytelevel.complete_identifier, blend=blend)
+        else:  # branches stop as the healed list's beam does
+            search = partial(self.bytelevel.complete_identifier_healed, negligible=NEGLIGIBLE)
+        found = search(prefix.encode(), k, ctx, max_bytes=max_bytes, max_prefix=room, check=check)
         return [(y.decode("utf-8"), p) for y, p in found]
 
     def complete_line(
