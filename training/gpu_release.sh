@@ -17,8 +17,8 @@ set -euo pipefail
 
 # name | trainer | config overrides (JSON). Same data and seed for every run of a trainer.
 RUNS=(
-  'pycoder-m|pycoder|{"n_layer": 4, "n_head": 6, "n_embd": 384, "lr": 1.5e-3, "dropout": 0.1}'
-  'pycoder-m-notype|pycoder|{"n_layer": 4, "n_head": 6, "n_embd": 384, "lr": 1.5e-3, "dropout": 0.1, "type_loss_weight": 0.0}'
+  'pycoder-m|pycoder|{"n_layer": 4, "n_head": 6, "n_embd": 384, "lr": 1.5e-3, "dropout": 0.1, "compile": true}'
+  'pycoder-m-notype|pycoder|{"n_layer": 4, "n_head": 6, "n_embd": 384, "lr": 1.5e-3, "dropout": 0.1, "compile": true, "type_loss_weight": 0.0}'
   'codefill|codefill|{"block_size": 256}'
   'codefill-names|codefill|{"block_size": 256, "names_only": true}'
 )
@@ -68,7 +68,10 @@ train_all() {
     IFS='|' read -r name trainer overrides <<<"$spec"
     if [[ -n $ONLY && " $ONLY " != *" $name "* ]]; then continue; fi
     if [[ $trainer == codefill && ! -d $work/data/codefill ]]; then continue; fi
-    "$PYTHON" - "$work" "$pack/tokenizer.json" "$name" "$trainer" "$COMMON" "$overrides" \
+    # a trainer that overruns its budget by 2 minutes (a hung compile, a stuck device) is
+    # interrupted, so that the checkpoints saved so far still come back
+    timeout -s INT "$(( ${minutes%.*} * 60 + 120 ))" \
+      "$PYTHON" - "$work" "$pack/tokenizer.json" "$name" "$trainer" "$COMMON" "$overrides" \
       "$minutes" "$DEVICE" "$EXTRA" >"$work/logs/$name.log" 2>&1 <<'PY' &
 import json, sys
 work, tokenizer, name, trainer, common, overrides, minutes, device, extra = sys.argv[1:]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -172,6 +173,34 @@ def test_a_run_continues_from_another_runs_weights(tmp_path: Path, tokenizer_pat
     wide = replace(cfg, out=str(tmp_path / "wide"), n_embd=64, init_from=str(first / "checkpoint"))
     with pytest.raises(SystemExit, match="shape"):
         train(wide)
+
+
+def test_compiled_training_learns_and_counts_the_compile_in_its_time(
+    tmp_path: Path, tokenizer_path: Path
+) -> None:
+    cfg = config(tmp_path, tokenizer_path, max_steps=30, eval_every=10, compile=True)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        run = train(cfg)
+    assert not [w for w in seen if "torch.compile failed" in str(w.message)]
+    rows = metrics(run)
+    assert [r["step"] for r in rows] == list(range(30))
+    assert np.mean([r["loss"] for r in rows[-3:]]) < 0.25 * rows[0]["loss"]
+    # the first step's time stamp comes after the compile, which the budget counts
+    state = json.loads((run / "checkpoint" / "trainer_state.json").read_text())
+    assert rows[0]["seconds"] > 0.5 and state["seconds"] >= rows[-1]["seconds"]
+
+
+def test_a_compile_that_fails_leaves_eager_training_with_a_warning() -> None:
+    model = torch.nn.Linear(2, 2)
+
+    def trial(m: torch.nn.Module) -> None:
+        m(torch.ones(1, 2)).sum().backward()
+        raise RuntimeError("no compiler for this device")
+
+    with pytest.warns(UserWarning, match="no compiler for this device"):
+        assert train_mod.compiled(model, trial) is model
+    assert all(p.grad is None for p in model.parameters())
 
 
 def test_out_of_time_stops_and_saves(tmp_path: Path, tokenizer_path: Path) -> None:
