@@ -68,9 +68,9 @@ train_all() {
     IFS='|' read -r name trainer overrides <<<"$spec"
     if [[ -n $ONLY && " $ONLY " != *" $name "* ]]; then continue; fi
     if [[ $trainer == codefill && ! -d $work/data/codefill ]]; then continue; fi
-    # a trainer that overruns its budget by 2 minutes (a hung compile, a stuck device) is
+    # a trainer that overruns its budget by a minute (a hung compile, a stuck device) is
     # interrupted, so that the checkpoints saved so far still come back
-    timeout -s INT "$(( ${minutes%.*} * 60 + 120 ))" \
+    timeout -s INT "$(( ${minutes%.*} * 60 + 60 ))" \
       "$PYTHON" - "$work" "$pack/tokenizer.json" "$name" "$trainer" "$COMMON" "$overrides" \
       "$minutes" "$DEVICE" "$EXTRA" >"$work/logs/$name.log" 2>&1 <<'PY' &
 import json, sys
