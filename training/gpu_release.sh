@@ -2,12 +2,15 @@
 # Train the release candidates on one CUDA machine that has PyTorch but no network and no
 # fillpoint install, within a fixed wall-clock budget, and bring the checkpoints back.
 #
-#   training/gpu_release.sh pack PACK            # here: source snapshot, tokenizer, token arrays
+#   training/gpu_release.sh pack PACK            # here: source snapshot, token arrays, and the
+#                                                #   tokenizer where it is not the shipped one
 #   training/gpu_release.sh train PACK OUT MIN   # there: train every run in parallel for MIN
 #                                                #   minutes, write OUT/checkpoints.tar.part-*
 #   training/gpu_release.sh unpack OUT RUNS      # here: restore fp32 checkpoints to RUNS/<run>/
 #
-# CODEFILL=0 packs the decoders' data only; ONLY="name ..." trains only the runs named.
+# CODEFILL=0 packs the decoders' data only; VALID_TOKENS=N cuts the validation split to N tokens
+# and XZ_LEVEL sets the compression (6), for a pack that must fit beside the checkout;
+# ONLY="name ..." trains only the runs named.
 #
 # The runs share the GPU: models this small leave most of an H100 idle between kernels, so
 # several of them in parallel use it better than one alone. Checkpoints travel compact
@@ -42,9 +45,27 @@ pack() {
   mkdir -p "$pack"
   # The committed package code only: work in progress stays behind, and so does the shipped model.
   git archive --format=tar -o "$pack/src.tar" HEAD lsp completion training models ':!models/release'
-  cp runs/tokenizer.json "$pack/tokenizer.json"
-  tar -C data -cf - tokens/train.ids.npy tokens/train.types.npy tokens/train.json \
-    tokens/valid.ids.npy tokens/valid.types.npy tokens/valid.json | xz -T2 -6 >"$pack/tokens.tar.xz"
+  # The shipped tokenizer travels with the checkout anyway; only another one is packed.
+  if ! cmp -s runs/tokenizer.json models/release/tokenizer.json; then
+    cp runs/tokenizer.json "$pack/tokenizer.json"
+  fi
+  # The way there takes 64 MiB with the checkout: the validation split can be cut to its
+  # first VALID_TOKENS tokens (an evaluation draws 20 batches, 1.3M tokens, from it).
+  local tmp
+  tmp=$(mktemp -d)
+  mkdir "$tmp/tokens"
+  cp data/tokens/train.* "$tmp/tokens/"
+  "$PYTHON" - data/tokens "$tmp/tokens" "${VALID_TOKENS:-0}" <<'PY'
+import sys
+from pathlib import Path
+import numpy as np
+src, dst, n = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+for kind in ("ids", "types"):
+    a = np.load(src / f"valid.{kind}.npy", mmap_mode="r")
+    np.save(dst / f"valid.{kind}.npy", np.ascontiguousarray(a[:n] if n else a))
+PY
+  tar -C "$tmp" -cf - tokens | xz -T2 -"${XZ_LEVEL:-6}" >"$pack/tokens.tar.xz"
+  rm -rf "$tmp"
   if [[ -d data/codefill && ${CODEFILL:-1} != 0 ]]; then  # CODEFILL=0: decoders only
     tar -C data -cf - codefill | xz -T2 -6 >"$pack/codefill.tar.xz"
   fi
@@ -63,6 +84,8 @@ train_all() {
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
   "$PYTHON" -c 'import torch; print("torch", torch.__version__, torch.cuda.is_available())'
 
+  local tokenizer=$pack/tokenizer.json
+  [[ -f $tokenizer ]] || tokenizer=$(realpath models/release/tokenizer.json)
   local pids=() spec name trainer overrides
   for spec in "${RUNS[@]}"; do
     IFS='|' read -r name trainer overrides <<<"$spec"
@@ -71,7 +94,7 @@ train_all() {
     # a trainer that overruns its budget by a minute (a hung compile, a stuck device) is
     # interrupted, so that the checkpoints saved so far still come back
     timeout -s INT "$(( ${minutes%.*} * 60 + 60 ))" \
-      "$PYTHON" - "$work" "$pack/tokenizer.json" "$name" "$trainer" "$COMMON" "$overrides" \
+      "$PYTHON" - "$work" "$tokenizer" "$name" "$trainer" "$COMMON" "$overrides" \
       "$minutes" "$DEVICE" "$EXTRA" >"$work/logs/$name.log" 2>&1 <<'PY' &
 import json, sys
 work, tokenizer, name, trainer, common, overrides, minutes, device, extra = sys.argv[1:]
