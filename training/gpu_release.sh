@@ -8,9 +8,9 @@
 #                                                #   minutes, write OUT/checkpoints.tar.part-*
 #   training/gpu_release.sh unpack OUT RUNS      # here: restore fp32 checkpoints to RUNS/<run>/
 #
-# CODEFILL=0 packs the decoders' data only; VALID_TOKENS=N cuts the validation split to N tokens
-# and XZ_LEVEL sets the compression (6), for a pack that must fit beside the checkout;
-# ONLY="name ..." trains only the runs named.
+# CODEFILL=0 packs the decoders' data only, DECODERS=0 CodeFill's only; VALID_TOKENS=N cuts
+# the validation split to N tokens and XZ_LEVEL sets the compression (6), for a pack that
+# must fit beside the checkout; ONLY="name ..." trains only the runs named.
 #
 # The runs share the GPU: models this small leave most of an H100 idle between kernels, so
 # several of them in parallel use it better than one alone. Checkpoints travel compact
@@ -49,9 +49,17 @@ pack() {
   if ! cmp -s runs/tokenizer.json models/release/tokenizer.json; then
     cp runs/tokenizer.json "$pack/tokenizer.json"
   fi
+  if [[ ${DECODERS:-1} != 0 ]]; then pack_tokens "$pack"; fi  # DECODERS=0: CodeFill only
+  if [[ -d data/codefill && ${CODEFILL:-1} != 0 ]]; then  # CODEFILL=0: decoders only
+    tar -C data -cf - codefill | xz -T2 -"${XZ_LEVEL:-6}" >"$pack/codefill.tar.xz"
+  fi
+  du -sh "$pack"/*
+}
+
+pack_tokens() {
+  local pack=$1 tmp
   # The way there takes 64 MiB with the checkout: the validation split can be cut to its
   # first VALID_TOKENS tokens (an evaluation draws 20 batches, 1.3M tokens, from it).
-  local tmp
   tmp=$(mktemp -d)
   mkdir "$tmp/tokens"
   cp data/tokens/train.* "$tmp/tokens/"
@@ -66,10 +74,6 @@ for kind in ("ids", "types"):
 PY
   tar -C "$tmp" -cf - tokens | xz -T2 -"${XZ_LEVEL:-6}" >"$pack/tokens.tar.xz"
   rm -rf "$tmp"
-  if [[ -d data/codefill && ${CODEFILL:-1} != 0 ]]; then  # CODEFILL=0: decoders only
-    tar -C data -cf - codefill | xz -T2 -6 >"$pack/codefill.tar.xz"
-  fi
-  du -sh "$pack"/*
 }
 
 train_all() {
@@ -77,7 +81,7 @@ train_all() {
   local work=${TMPDIR:-/tmp}/fillpoint-gpu
   rm -rf "$work" && mkdir -p "$work/src" "$work/data" "$work/runs" "$work/logs" "$work/pkg/fillpoint"
   tar -xf "$pack/src.tar" -C "$work/src"
-  unxz "$pack/tokens.tar.xz" | tar -xf - -C "$work/data"
+  if [[ -f $pack/tokens.tar.xz ]]; then unxz "$pack/tokens.tar.xz" | tar -xf - -C "$work/data"; fi
   if [[ -f $pack/codefill.tar.xz ]]; then unxz "$pack/codefill.tar.xz" | tar -xf - -C "$work/data"; fi
   for d in lsp completion models training; do ln -s "$work/src/$d" "$work/pkg/fillpoint/$d"; done
   export PYTHONPATH=$work/pkg PYTHONUNBUFFERED=1
@@ -91,6 +95,7 @@ train_all() {
     IFS='|' read -r name trainer overrides <<<"$spec"
     if [[ -n $ONLY && " $ONLY " != *" $name "* ]]; then continue; fi
     if [[ $trainer == codefill && ! -d $work/data/codefill ]]; then continue; fi
+    if [[ $trainer == pycoder && ! -d $work/data/tokens ]]; then continue; fi
     # a trainer that overruns its budget by a minute (a hung compile, a stuck device) is
     # interrupted, so that the checkpoints saved so far still come back
     timeout -s INT "$(( ${minutes%.*} * 60 + 60 ))" \
