@@ -153,21 +153,37 @@ def profile(
             stack.enter_context(_patched(lm, "encode", timer.wrap("tokenizer encode", lm.encode)))
             call = eng.inline if group == "inline" else eng.complete
             total = timer.wrap("total", call)
+            idle = []  # wall ms of the idle work before each request
             prof.enable()
             for doc, earlier in zip(docs, before, strict=True):
                 if prefetch:
                     prof.disable()
                     timer.paused = True
+                    began = time.perf_counter()
                     eng.prepare(earlier, earlier.position_at(len(earlier.text)))
+                    idle.append((time.perf_counter() - began) * 1000)
                     timer.paused = False
                     prof.enable()
                 total(doc, doc.position_at(len(doc.text)))
             prof.disable()
         print(_stage_table(group, timer, len(docs)), file=out)
+        if idle:
+            print(_idle_line(idle), file=out)
         stats = pstats.Stats(prof, stream=out)
         print(f"cProfile of {group}, top {top} by own time:", file=out)
         stats.sort_stats("tottime").print_stats(top)
     return out.getvalue()
+
+
+def _idle_line(ms: list[float], pause_ms: float = 100.0) -> str:
+    """How long the idle work before the requests took, against the replay's pause: where it
+    takes longer, a request in the replay comes while the server is still working ahead."""
+    xs = sorted(ms)
+    over = sum(x > pause_ms for x in xs)
+    return (
+        f"  idle work before each request (prepare, untimed above): p50 {xs[len(xs) // 2]:.0f} ms,"
+        f" p90 {xs[int(len(xs) * 0.9)]:.0f} ms, {over} of {len(xs)} over {pause_ms:.0f} ms\n"
+    )
 
 
 def _stage_table(kind: str, timer: StageTimer, n: int) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -62,11 +63,13 @@ def test_profile_times_the_stages_after_a_prefetch(tiny_model_dir: Path, tmp_pat
     text = stem.with_suffix(".profile.txt").read_text()
     assert "warm at the text before the last keystroke" in text
     assert "requests, " in text and "under 8 ms" in text
+    assert re.search(r"idle work before each request .*: p50 \d+ ms, p90 \d+ ms, \d+ of \d+", text)
     assert (
         bench.main([*argv, "--files", "1", "--profile", "4", "--no-prefetch", "--out", str(stem)])
         == 0
     )
-    assert "not warmed" in stem.with_suffix(".profile.txt").read_text()
+    unwarmed = stem.with_suffix(".profile.txt").read_text()
+    assert "not warmed" in unwarmed and "idle work" not in unwarmed
 
 
 def test_bench_writes_all_outputs(tiny_model_dir: Path, tmp_path: Path) -> None:
