@@ -66,6 +66,18 @@ def _whole_chars(data: bytes) -> bool:
     return True
 
 
+def _kth_best(done: dict[bytes, float], k: int) -> float:
+    """The k-th best log-probability of the finished names (-inf with fewer): a branch below
+    it cannot enter the top k, since extending a name only loses mass."""
+    return sorted(done.values(), reverse=True)[k - 1] if len(done) >= k else -math.inf
+
+
+def _top_names(done: dict[bytes, float], k: int) -> list[tuple[bytes, float]]:
+    """The k best finished names with their probabilities, best first."""
+    best = sorted(done.items(), key=lambda kv: kv[1], reverse=True)[:k]
+    return [(y, math.exp(lp)) for y, lp in best]
+
+
 class VocabTrie:
     """The vocabulary sorted by bytes: the tokens that start with a given byte string form one
     contiguous run, found by bisection (a trie flattened into an array)."""
@@ -426,13 +438,11 @@ class ByteLevel:
                 live = live[np.argsort(-d[live], kind="stable")[:beam]]  # at most `beam` survive
                 expansions += [(lp + math.log(d[b]), y + bytes([b]), s, int(b)) for b in live]
             expansions.sort(key=lambda e: e[0], reverse=True)
-            kth = sorted(done.values(), reverse=True)[k - 1] if len(done) >= k else -math.inf
-            expansions = [e for e in expansions[:beam] if e[0] > kth]  # extensions only lose mass
+            expansions = [e for e in expansions[:beam] if e[0] > _kth_best(done, k)]
             if not expansions:
                 break
             beams = [(y, lp, self.advance(s, b)) for lp, y, s, b in expansions]
-        best = sorted(done.items(), key=lambda kv: kv[1], reverse=True)[:k]
-        return [(y, math.exp(lp)) for y, lp in best]
+        return _top_names(done, k)
 
     def complete_identifier_healed(
         self,
@@ -508,12 +518,11 @@ class ByteLevel:
                     if np.isfinite(on[t]) and len(y) + len(tb[t]) <= max_bytes:
                         grown.append((logp + float(row[t]), (*tail, int(t)), y + tb[t]))
             grown.sort(key=lambda g: g[0], reverse=True)
-            kth = sorted(done.values(), reverse=True)[k - 1] if len(done) >= k else -math.inf
+            kth = _kth_best(done, k)
             if done:
                 kth = max(kth, max(done.values()) - negligible)
-            live = [g for g in grown[:beam] if g[0] > kth]  # extensions only lose mass
-        best = sorted(done.items(), key=lambda kv: kv[1], reverse=True)[:k]
-        return [(y, math.exp(lp)) for y, lp in best]
+            live = [g for g in grown[:beam] if g[0] > kth]
+        return _top_names(done, k)
 
 
 def ensemble_next_byte(
