@@ -226,7 +226,7 @@ class Engine:
             prompt = decoding.heal(lm, ctx.prefix, self._mode())
             ran += decoding.warm(lm, prompt, cache, cancel)
         lists = self._byte_decoder("complete", ctx.prefix)
-        offered = self.settings.inline and not _inside_word(ctx.line_suffix)  # see `inline`
+        offered = self._offers_ghost(ctx)
         ghost = self._byte_decoder("inline", ctx.prefix) if offered else None
         if (bytelevel := lists or ghost) is not None:
             suffix = ctx.suffix if ghost is not None else None
@@ -254,6 +254,11 @@ class Engine:
             self.complete(doc, pos, cancel)
         return ran
 
+    def _offers_ghost(self, ctx: Context) -> bool:
+        """Whether ghost text is offered at this cursor: it is on, and the cursor is not
+        before identifier characters (ghost text would split a word)."""
+        return self.settings.inline and not _inside_word(ctx.line_suffix)
+
     def _next_keystroke(
         self,
         doc: Document,
@@ -272,7 +277,7 @@ class Engine:
         from, and it is kept: typing its beginning then shows the rest without a model call.
         """
         lm, vocab = model
-        if self.settings.inline and not _inside_word(ctx.line_suffix):
+        if self._offers_ghost(ctx):
             ahead = self.inline(doc, pos, cancel).text
         elif self._byte_decoder("complete", ctx.prefix) is not None:
             return "", False  # byte-level lists keep caches of their own
@@ -346,7 +351,7 @@ class Engine:
         if model is None or not self.settings.inline or not doc.text.strip():
             return InlineResult()
         ctx = build_context(doc, pos)
-        if ctx.in_string_or_comment or _inside_word(ctx.line_suffix):
+        if ctx.in_string_or_comment or not self._offers_ghost(ctx):
             return InlineResult()
         before = doc.text[: ctx.offset]
         reused = self._typed.ghost_for(doc.uri, before)
