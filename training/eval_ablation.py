@@ -11,9 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fillpoint.completion.types import EngineSettings
-
-from .eval_engine import engine_ranker, inline_metrics, load_engine, rank_table
+from .eval_engine import SHIPPED, engine_ranker, inline_metrics, load_engine, rank_table
 from .eval_metrics import rank_metrics
 from .token_accuracy import token_accuracy
 
@@ -39,7 +37,7 @@ def ablation_rows(
     """Measure each model on the identifier starts and line cuts of the main run."""
     rows = {}
     for name, path in models.items():
-        engine = load_engine(path, EngineSettings().mid_token, file_weight, codefill_weight=0.0)
+        engine = load_engine(path, SHIPPED, file_weight, codefill_weight=0.0)
         lists, _ = rank_table(engine_ranker(engine), [s.prefix for s in starts], name)
         ident = rank_metrics(lists, [s.truth for s in starts])
         line = inline_metrics(engine, [(s.prefix, "") for s in lines], [s.truth for s in lines])

@@ -20,6 +20,8 @@ from fillpoint.completion.types import EngineSettings, MidTokenMode, Position
 
 from .eval_metrics import edit_sim
 
+SHIPPED = EngineSettings().mid_token  # the mode the server ships: ghost text and ablations
+
 Ranker = Callable[[str], list[str]]  # text before the cursor -> names, best first
 TYPED = re.compile(r"[^\W\d]\w*\Z")
 

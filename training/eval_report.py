@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fillpoint.completion.types import EngineSettings
-
 STATEMENT_NOTE = (
     "ROUGE-L is the LCS F1 over lexical tokens (Python's `tokenize`; string literals count "
     "as one `<str>` token, as in CodeXGLUE). METEOR aligns exact matches only (no stems or "
@@ -81,7 +79,7 @@ def _infill_section(infill: dict) -> list[str]:
     ]
 
 
-def _ablation_section(table: dict) -> list[str]:
+def _ablation_section(table: dict, mode: str) -> list[str]:
     rows = [
         [name, f"{100 * r['token_accuracy']:.1f}%", f"{100 * r['identifier_top1']:.1f}%"]
         + [f"{r['identifier_mrr10']:.3f}", f"{100 * r['line_exact']:.1f}%"]
@@ -90,8 +88,7 @@ def _ablation_section(table: dict) -> list[str]:
     ]
     header = ["model", "token acc", "identifier top-1", "identifier MRR@10", "line EM"]
     return [
-        f"### ablation (decoder alone: {EngineSettings().mid_token} mode, no CodeFill names, "
-        "same samples)",
+        f"### ablation (decoder alone: {mode} mode, no CodeFill names, same samples)",
         "",
         *_table([*header, "line edit sim"], rows),
         "",
@@ -176,7 +173,7 @@ def to_markdown(results: dict) -> str:
                 "",
             ]
     if results.get("ablation"):
-        out += _ablation_section(results["ablation"])
+        out += _ablation_section(results["ablation"], results.get("line_mode", "healing"))
     lat = results.get("latency_p50_ms", {})
     if lat:
         out.append(

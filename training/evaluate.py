@@ -29,6 +29,7 @@ from .corpus import iter_split
 from .eval_ablation import ablation_rows, parse_ablation
 from .eval_baselines import line_baselines, line_table, ngram_token_accuracy
 from .eval_engine import (
+    SHIPPED,
     Ranker,
     _end,
     engine_ranker,
@@ -53,7 +54,6 @@ from .eval_statement import (
 from .token_accuracy import token_accuracy
 
 MODES = ("healing", "naive", "bytelevel")  # how the engine treats a prompt that ends mid-token
-SHIPPED = EngineSettings().mid_token  # the mode whose ghost text the line sections score
 ENSEMBLE_ROW = "fillpoint (bytelevel ensemble)"  # CodeFill in the byte-level search
 ALONE_ROW = "decoder alone"  # the decoder without the file's and CodeFill's names
 # Default sample counts: the whole run took 14 minutes on 2 busy cores, which leaves room

@@ -134,10 +134,10 @@ def model_card(run: Path, tokenizer: Path, evaluation: dict | None) -> tuple[str
         line = evaluation.get("line")
         if line:
             lines.append("")
-            how = f"beam of {evaluation['line_beam']}" if "line_beam" in evaluation else ""
+            parts = [f"beam of {evaluation['line_beam']}"] if "line_beam" in evaluation else []
             if mode := evaluation.get("line_mode"):
-                how = f"{how}, {mode} prompts" if how else f"{mode} prompts"
-            how = f" ({how})" if how else ""
+                parts.append(f"{mode} prompts")
+            how = f" ({', '.join(parts)})" if parts else ""
             lines.append(
                 f"Line completion{how}: exact match {_fmt(line['exact'])}, edit similarity "
                 f"{line['edit_sim']:.1f} over {line['n']} cut points."
