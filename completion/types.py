@@ -8,9 +8,10 @@ from typing import Literal
 
 # bytelevel (the default): exact next-byte probabilities where the prompt ends, for the list
 # (covers, then a token beam: `ByteLevel.complete_identifier_healed`) and the ghost text. On
-# held-out code it ranks names as healing does or better (MRR@10 0.579 vs 0.573 at name
-# starts, top-1 73.6% both inside names) and matches more ghost text inside lines (42.0% vs
-# 38.7% exact match), at 1.05x healing's list latency (docs/evaluation/results.md). auto:
+# held-out code it ranks names as healing does or a little better (MRR@10 0.535 vs 0.534 at
+# 1000 name starts, top-1 72.7% vs 72.0% inside names) and matches more ghost text inside
+# lines (44.2% vs 41.2% exact match), lists at 53-55 ms vs 51-56 ms healed at the median
+# (docs/evaluation/results.md, with its command). auto:
 # byte-level ghost text and a healed list. healing: back off the last pre-token and spell it
 # again. naive: the prompt as typed.
 MidTokenMode = Literal["auto", "bytelevel", "healing", "naive"]
