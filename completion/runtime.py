@@ -180,7 +180,12 @@ def split_point(text: str, grid: int = HEAD_GRID) -> int | None:
 class OnnxDecoder:
     """One released decoder: `step(ids, past)` returns next-token log-probs and the new cache."""
 
-    def __init__(self, folder: Path, threads: int = 2) -> None:
+    # One intra-op thread: the server's calls are small (a keystroke's tokens, a beam's
+    # branches), and on two cores a second thread cost more in hand-offs than it saved (the
+    # shipped 4 x 384 graph after 300 cached tokens: 1.51 / 2.55 / 6.2 ms for 1 / 16 / 64
+    # new tokens on one thread against 1.85 / 3.16 / 6.39 ms on two); the other core runs
+    # CodeFill meanwhile.
+    def __init__(self, folder: Path, threads: int = 1) -> None:
         folder = Path(folder)
         manifest = _verify(folder)
         try:

@@ -48,7 +48,7 @@ def shape_cost(
     repeats: int = 15,
     vocab: int = 8192,
     block_size: int = 512,
-    threads: int = 2,
+    threads: int = 1,  # as the server runs the decoder
 ) -> tuple[int, dict[int, float]]:
     """The shape's parameter count, and the median milliseconds of one call over n new
     tokens after `cached` cached ones, per n."""
