@@ -23,6 +23,7 @@ CARDINAL_CHARS = frozenset(".;,[({~+-*/%@&|^<>=:")
 # Keywords that are values, so `None.` is still an attribute access.
 VALUE_KEYWORDS = frozenset({"None", "True", "False"})
 
+PREFIX_STRIDES = 3  # the prefix window moves a third of its budget at a time (`_windows`)
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _ESCAPED_BREAK = re.compile(r"\\(?:\r\n|\r|\n)")
 _ORPHAN_QUOTES = Query(PYTHON, "(ERROR (string_start) @start)")
@@ -164,8 +165,16 @@ def _is_cardinal(before: str, after_dot: bool) -> bool:
 
 
 def _windows(text: str, offset: int, prefix_chars: int, suffix_chars: int) -> tuple[str, str]:
-    """Prefix cut at a line start and suffix cut after a line break, within the budgets."""
+    """Prefix cut at a line start and suffix cut after a line break, within the budgets.
+
+    The prefix starts at the first line break after a multiple of a third of its budget,
+    so that its start (and with it the tokens of the model's prompt, whose cached
+    keys/values hold absolute positions) stays put while the user types: a start that
+    moved with every line typed would make each request run the whole prompt again.
+    """
     start = max(0, offset - max(prefix_chars, 0))
+    if start > 0 and (stride := prefix_chars // PREFIX_STRIDES) > 0:
+        start = min(-(-start // stride) * stride, offset)
     if start > 0:
         brk = _LINE_BREAK.search(text, start - 1, offset)
         if brk is not None:  # otherwise one long line: cut it mid-line

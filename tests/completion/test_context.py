@@ -119,8 +119,22 @@ def test_windows_cut_at_line_boundaries() -> None:
     assert ctx.suffix.endswith("\r\n")
     one_line = Document("u", "x" * 500)
     ctx = build_context(one_line, Position(0, 400), prefix_chars=100, suffix_chars=10)
-    assert len(ctx.prefix) == 100 and len(ctx.suffix) == 10
+    assert 100 - 100 // 3 <= len(ctx.prefix) <= 100 and len(ctx.suffix) == 10
     assert build_context(doc, Position(3, 2), prefix_chars=0, suffix_chars=0).prefix == ""
+
+
+def test_prefix_window_start_stays_put_while_typing() -> None:
+    text = "".join(f"name_{i} = value_{i}\n" for i in range(200))
+    starts = []
+    for offset in range(3000, 3400):
+        doc = Document("u", text[:offset])
+        prefix = build_context(doc, doc.position_at(offset), prefix_chars=900).prefix
+        assert len(prefix) <= 900 and text[:offset].endswith(prefix)
+        assert prefix.startswith("name_")  # at a line start
+        starts.append(offset - len(prefix))
+    # it moves a third of its budget at a time (300 characters), not with every line (about
+    # 20 moves in these 400 characters)
+    assert len(set(starts)) <= 3
 
 
 def test_position_clamped_into_the_document() -> None:
