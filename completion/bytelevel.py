@@ -121,7 +121,7 @@ class ByteLevel:
     dropped), which bounds the error and saves most checks on a peaked model.
     """
 
-    window_step = 64  # `max_prefix` drops the oldest head tokens this many at a time
+    window_step = 128  # `max_prefix` drops the oldest head tokens this many at a time
 
     def __init__(self, tok: ByteTokenizer, lm: Scorer | TokenLM, tol: float = 0.0) -> None:
         self.tok, self.tol = tok, tol
@@ -178,10 +178,18 @@ class ByteLevel:
             rows.update(self.scorer.rows(prefix, missing))
 
     def split(
-        self, x: bytes, context: Sequence[int] = (), cut: int | None = None, max_prefix: int = 0
+        self,
+        x: bytes,
+        context: Sequence[int] = (),
+        cut: int | None = None,
+        max_prefix: int = 0,
+        ahead: int = 0,
     ) -> tuple[int, Ids, Ids]:
         """Where `start` cuts x, the prefix it scores the covers after (context + head: the
-        model's KV cache of it is kept), and the canonical encoding of the rest."""
+        model's KV cache of it is kept), and the canonical encoding of the rest.
+
+        `ahead` > 0: the prefix of the window that `max_prefix` moves to once `ahead` more
+        tokens are typed, if it moves by then (else the prefix is empty)."""
         cut = cut_point(self.tok, x) if cut is None else cut
         # the head as x pre-tokenizes it: alone, x[:cut] may end in a whitespace run that x
         # splits (b" \n" + b"a" pre-tokenizes as b" ", b"\n", b"a")
@@ -194,6 +202,10 @@ class ByteLevel:
             # drop whole steps, so that the head's start (and the KV cached for it, whose
             # positions are absolute) stays put while the user types
             head = head[min(-(-over // self.window_step) * self.window_step, len(head)) :]
+        if ahead:
+            over = len(context) + len(head) + len(canon) - max_prefix
+            moves = max_prefix and over + ahead > 0 and len(head) > self.window_step
+            return cut, (*context, *head[self.window_step :]) if moves else (), canon
         return cut, (*context, *head), canon
 
     def start(

@@ -9,6 +9,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from keyword import iskeyword
 from pathlib import Path
@@ -219,40 +220,48 @@ class Engine:
         ctx = build_context(doc, pos)
         if ctx.in_string_or_comment:
             return 0
-        lm, _ = model
-        ran = 0
-        cache = self._caches.get("complete")
-        if cache is not None and self.settings.mid_token != "bytelevel":
-            prompt = decoding.heal(lm, ctx.prefix, self._mode())
-            ran += decoding.warm(lm, prompt, cache, cancel)
-        lists = self._byte_decoder("complete", ctx.prefix)
-        offered = self._offers_ghost(ctx)
-        ghost = self._byte_decoder("inline", ctx.prefix) if offered else None
-        if (bytelevel := lists or ghost) is not None:
-            suffix = ctx.suffix if ghost is not None else None
-            with self._bytelevel_lock:
-                ran += bytelevel.warm(ctx.prefix, suffix, lists is not None, cancel)
         head = doc.text[: ctx.offset - len(ctx.partial)]
         with self._lock:
             codefill = self._codefill
-        if codefill is not None:
-            ran += codefill.warm(head, cancel)
-        # Lists, the likelier first (the user may type before all are made): the list here
-        # first when the decoder expects the name to go on (a keystroke into the name
-        # filters it: TypedThrough; on held-out files that filtered list ranked the typed
-        # name first as often as a fresh one, 313 against 304 of 410 requests one character
-        # later); then after the keystroke the decoder expects to end the name (`.`, `(`, a
-        # space), then after the file's own habit after the name; then the list here if it
-        # was not made first.
-        key, goes_on = self._next_keystroke(doc, pos, ctx, model, cancel)
-        if goes_on and not self._typed.has_list(doc.uri, head, ctx.partial):
-            self.complete(doc, pos, cancel)  # the likeliest keystroke goes into the name
-        for guess in dict.fromkeys((key, file_follower(ctx.prefix, key))):
-            if guess:
-                self._speculate(doc, ctx, guess, model, cancel)
-        if not self._typed.has_list(doc.uri, head, ctx.partial):
-            self.complete(doc, pos, cancel)
-        return ran
+        # CodeFill's prompt runs on its own thread meanwhile (the lists' CodeFill names queue
+        # behind it there)
+        named = self._side.submit(codefill.warm, head, cancel) if codefill is not None else None
+        try:
+            ran = 0
+            lm, _ = model
+            cache = self._caches.get("complete")
+            if cache is not None and self.settings.mid_token != "bytelevel":
+                prompt = decoding.heal(lm, ctx.prefix, self._mode())
+                ran += decoding.warm(lm, prompt, cache, cancel)
+            lists = self._byte_decoder("complete", ctx.prefix)
+            offered = self._offers_ghost(ctx)
+            ghost = self._byte_decoder("inline", ctx.prefix) if offered else None
+            suffix = ctx.suffix if ghost is not None else None
+            if (bytelevel := lists or ghost) is not None:
+                with self._bytelevel_lock:
+                    ran += bytelevel.warm(ctx.prefix, suffix, lists is not None, cancel)
+            # Lists, the likelier first (the user may type before all are made): the list
+            # here first when the decoder expects the name to go on (a keystroke into the
+            # name filters it: TypedThrough; on held-out files that filtered list ranked the
+            # typed name first as often as a fresh one, 313 against 304 of 410 requests one
+            # character later); then after the keystroke the decoder expects to end the name
+            # (`.`, `(`, a space), then after the file's own habit after the name; then the
+            # list here if it was not made first.
+            key, goes_on = self._next_keystroke(doc, pos, ctx, model, cancel)
+            if goes_on and not self._typed.has_list(doc.uri, head, ctx.partial):
+                self.complete(doc, pos, cancel)  # the likeliest keystroke goes into the name
+            for guess in dict.fromkeys((key, file_follower(ctx.prefix, key))):
+                if guess:
+                    self._speculate(doc, ctx, guess, model, cancel)
+            if not self._typed.has_list(doc.uri, head, ctx.partial):
+                self.complete(doc, pos, cancel)
+            if bytelevel is not None:  # least urgent: the window moves requests from now
+                with self._bytelevel_lock:
+                    ran += bytelevel.warm(ctx.prefix, suffix, lists is not None, cancel, ahead=True)
+        finally:
+            if named is not None:
+                futures.wait([named])  # never left running into the next request
+        return ran + (named.result() if named is not None else 0)
 
     def _offers_ghost(self, ctx: Context) -> bool:
         """Whether ghost text is offered at this cursor: it is on, and the cursor is not

@@ -521,6 +521,58 @@ def test_onnx_scorer_warms_a_chunk_per_call_and_keeps_what_ran_when_cancelled(
     assert other in scorer._cache
 
 
+def test_onnx_scorer_runs_a_moved_window_from_the_one_warmed_ahead(real_tok: Tokenizer) -> None:
+    lm = FakeDecoder(real_tok)
+    scorer, slow = OnnxScorer(lm, cached_prefixes=1), StatelessScorer(lm.hash_lm)
+    ran: list[int] = []
+    run = scorer._run
+    scorer._run = lambda ids, past, last=None: ran.append(ids.size) or run(ids, past, last)  # type: ignore[method-assign]
+    text = tuple(range(20, 20 + PREFILL_CHUNK + 40))
+    now = (lm.eot_token, *text[: PREFILL_CHUNK + 30])
+    scorer.warm(now)
+    ahead = (lm.eot_token, *text[16 : PREFILL_CHUNK + 30])  # the window after 16 dropped
+    cancel = CancelToken()
+
+    def check() -> None:
+        cancel.cancel()
+        cancel.check()
+
+    ran.clear()
+    with pytest.raises(Cancelled):
+        scorer.warm_ahead(ahead, check)  # stopped after its first chunk: that stays kept
+    assert ran == [PREFILL_CHUNK] and now in scorer._cache  # the end-of-text token was kept
+    assert scorer.warm_ahead(ahead) == len(ahead) - 1 - PREFILL_CHUNK
+    assert scorer.warm_ahead(ahead) == 0 and now in scorer._cache  # the prompts' LRU is apart
+    ran.clear()
+    moved = (lm.eot_token, *text[16:])  # the user typed 10 more tokens: the window moved
+    got, want = scorer.rows(moved, [(3, 4)]), slow.rows(moved, [(3, 4)])
+    assert ran[0] == 10  # what was typed since, not the whole window
+    for key in want:
+        assert np.allclose(got[key], want[key], atol=1e-5), key
+    assert not scorer._ahead  # its keys/values are the moved prompt's now
+
+
+def test_split_ahead_is_the_window_the_prompt_moves_to(real_tok: Tokenizer) -> None:
+    bl = ByteLevel(HFByteTokenizer(real_tok), HashLM(HFByteTokenizer(real_tok), seed=1))
+    bl.window_step = 8
+    x = b"".join(b"value_%d = compute(value_%d)\n" % (i, i) for i in range(30))
+    _, whole, _ = bl.split(x)
+    room = len(whole) - 3  # the prompt has moved once: a step of 8 dropped
+    _, now, _ = bl.split(x, max_prefix=room)
+    assert now == whole[8:]
+    assert bl.split(x, max_prefix=room, ahead=2)[1] == ()  # 5 more tokens fit first
+    soon = bl.split(x, max_prefix=room, ahead=6)[1]
+    assert soon == whole[16:]
+    tail = b"value_30 = compute(value_30)\n"
+    moved = next(  # the first text after x whose window has moved
+        w
+        for i in range(len(tail))
+        if (w := bl.split(x + tail[:i], max_prefix=room)[1])[:4] != now[:4]
+    )
+    assert moved[: len(soon)] == soon
+    assert bl.split(x, ahead=6)[1] == ()  # no window: it never moves
+
+
 def test_onnx_scorer_reuses_kept_keys_and_values(real_tok: Tokenizer) -> None:
     lm = FakeDecoder(real_tok)
     fast, slow = OnnxScorer(lm), StatelessScorer(lm.hash_lm)
