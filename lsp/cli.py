@@ -136,12 +136,13 @@ def serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     from .server import create_server
+    from .stdio import start_stdio
 
     server = create_server()
     if args.tcp:
         server.start_tcp(*args.tcp)
     else:
-        server.start_io()
+        start_stdio(server)
     return 0 if server.shutdown_requested else 1
 
 
