@@ -4,8 +4,8 @@ pygls' own stdio reader hands every header line and every body to a worker threa
 (`loop.run_in_executor(stdin.readline)`): three thread round trips per message, each of them
 waiting for the interpreter lock that the inference thread holds between model calls. Here
 stdin is a pipe the event loop watches, so a message is parsed as soon as its bytes arrive:
-a round trip through the server (a request the server answers at once) took 2.0 ms at the
-median with pygls' reader on two cores.
+a round trip through the server (a request it answers at once, from a pygls client) took
+1.36 ms at the median against 2.0 ms with pygls' reader, on two cores.
 """
 
 from __future__ import annotations
