@@ -85,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="instead: time the engine's stages in-process on N requests (OUT.profile.txt)",
     )
     p.add_argument(
+        "--in-process",
+        action="store_true",
+        help="instead: replay the requests in-process, the idle work cut at the pause; engine "
+        "latency and how often the idle work finished (OUT.inprocess.md)",
+    )
+    p.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help="writes OUT.json, OUT.md and OUT.png"
     )
     return p
@@ -249,6 +255,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     command = shlex.join(["fillpoint", "bench", *argv])
+    if args.in_process:
+        from .bench_inprocess import main_in_process
+
+        sessions = plan(
+            held_out_files(args.corpus, args.files, args.seed), args.requests, args.seed
+        )
+        return main_in_process(args.model, sessions, args.gap_ms, args.out, command)
     if args.profile:
         from .bench_profile import main_profile
 

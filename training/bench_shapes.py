@@ -78,12 +78,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("shapes", nargs="+", type=parse_shape, help="LAYERSxHEADSxWIDTH")
     p.add_argument("--cached", type=int, default=200, help="tokens in the cache before a call")
     p.add_argument("--repeats", type=int, default=15)
+    p.add_argument(
+        "--threads", type=int, default=1, help="onnxruntime intra-op threads (the server: 1)"
+    )
     args = p.parse_args(argv)
     print("| shape | parameters | " + " | ".join(f"{n} new" for n in NEW_TOKENS) + " |")
     print("|---" * (len(NEW_TOKENS) + 2) + "|")
     for shape in args.shapes:
         layers, heads, width = shape
-        params, cost = shape_cost(shape, cached=args.cached, repeats=args.repeats)
+        params, cost = shape_cost(
+            shape, cached=args.cached, repeats=args.repeats, threads=args.threads
+        )
         cells = " | ".join(f"{cost[n]:.2f} ms" for n in NEW_TOKENS)
         row = f"| {layers} x {width} ({heads} heads) | {params / 1e6:.1f}M | {cells} |"
         print(row, flush=True)

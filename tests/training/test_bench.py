@@ -72,6 +72,31 @@ def test_profile_times_the_stages_after_a_prefetch(tiny_model_dir: Path, tmp_pat
     assert "not warmed" in unwarmed and "idle work" not in unwarmed
 
 
+def test_in_process_replay_cuts_the_idle_work_at_the_pause(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from fillpoint.training import bench_inprocess
+
+    sessions = plan(held_out_files(tmp_path / "no-corpus", 1, 0), 8, 0)
+    for gap_ms, cut in ((0, True), (10_000, False)):
+        timed = bench_inprocess.replay(str(tiny_model_dir), sessions, gap_ms)
+        assert len(timed) == sum(len(s.requests) for s in sessions) > 0
+        assert all(t.ms >= 0 and t.idle_ms >= 0 for t in timed)
+        # no pause: every idle work with a model call to make is cut; a long one: none is
+        assert any(not t.finished for t in timed) == cut
+    stem = tmp_path / "inproc"
+    argv = ["--model", str(tiny_model_dir), "--corpus", str(tmp_path / "no-corpus")]
+    assert (
+        bench.main([*argv, "--files", "1", "--requests", "6", "--in-process", "--out", str(stem)])
+        == 0
+    )
+    text = stem.with_suffix(".inprocess.md").read_text()
+    assert "--in-process" in text
+    assert re.search(
+        r"\| completion \| \d+ \| [\d.]+ ms \| [\d.]+ ms \| [\d.]+ ms \| \d+/\d+ \|", text
+    )
+
+
 def test_bench_writes_all_outputs(tiny_model_dir: Path, tmp_path: Path) -> None:
     stem = tmp_path / "out" / "benchmarks"
     argv = ["--model", str(tiny_model_dir), "--corpus", str(tmp_path / "no-corpus")]
