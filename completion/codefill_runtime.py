@@ -12,6 +12,7 @@ import bisect
 import json
 import keyword
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,9 @@ WINDOW_CHARS = 6000  # text lexed before the cursor: block_size names need about
 CHAR_STRIDE = 2000  # the lexed text starts on a grid, so it stays put while the user types
 TOKEN_STRIDE = 64  # so does the first name of the prompt: the cached keys/values stay valid
 WARM_CHUNK = 64  # names per call when warming the cache ahead of a request
+# Lexed texts kept (`CodeFillRuntime._streams`): the idle work asks for the text at the cursor
+# and after each keystroke it guesses, and the next idle work starts from one of those.
+ENCODED_KEPT = 4
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,12 @@ def _common_start(
     same = min(limit, names_a.shape[1], names_b.shape[1])
     differ = (names_a[0, :same] != names_b[0, :same]) | (types_a[0, :same] != types_b[0, :same])
     return int(np.argmax(differ)) if differ.any() else same
+
+
+def _window_start(n: int, keep: int) -> int:
+    """Where a prompt of `n` names starts so as to keep at most `keep`: on a grid of
+    TOKEN_STRIDE names."""
+    return 0 if n <= keep else ((n - keep) // TOKEN_STRIDE + 1) * TOKEN_STRIDE
 
 
 def _rerank_table() -> dict[str, dict[str, float]]:
@@ -145,7 +155,9 @@ class CodeFillRuntime:
             self.empty_past(),
             None,
         )
-        self._encoded: tuple[str, int, tuple[np.ndarray, np.ndarray]] | None = None
+        # the window that prompts move to next (`warm` ahead): names, types and their cache
+        self._ahead: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._encoded: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._lock = threading.Lock()
         self.names_run = 0  # names that went through the model, the cached ones not counted
 
@@ -159,24 +171,39 @@ class CodeFillRuntime:
         The prompt starts on a grid of TOKEN_STRIDE names, so successive requests share
         their beginning (and cache) until the cursor has moved on by a stride.
         """
-        with self._lock:
-            memo = self._encoded
-        if memo is not None and memo[0] == prefix and memo[1] == room:
-            return memo[2]
-        out = self._encode(prefix, room)
-        with self._lock:
-            self._encoded = (prefix, room, out)
-        return out
+        names, types = self._streams(prefix)
+        start = _window_start(len(names), self.block_size - room)
+        return names[None, start:], types[None, start:]
 
-    def _encode(self, prefix: str, room: int) -> tuple[np.ndarray, np.ndarray]:
+    def ahead(self, prefix: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """`encode`'s window once TOKEN_STRIDE more names are typed after `prefix`, where it
+        moves by then (None where it does not): as far as the text goes, its prompt."""
+        names, types = self._streams(prefix)
+        if len(names) + TOKEN_STRIDE <= self.block_size:
+            return None
+        start = _window_start(len(names), self.block_size) + TOKEN_STRIDE
+        return (names[None, start:], types[None, start:]) if start < len(names) else None
+
+    def _streams(self, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+        """Name and type ids (T,) of all the text lexed before a cursor (`window`), kept for
+        the last ENCODED_KEPT texts."""
+        with self._lock:
+            if (kept := self._encoded.get(prefix)) is not None:
+                self._encoded.move_to_end(prefix)
+                return kept
         names, types = streams(window(prefix), prefix=True)
-        keep, n = self.block_size - room, len(names)
-        start = 0 if n <= keep else ((n - keep) // TOKEN_STRIDE + 1) * TOKEN_STRIDE
         if not names:  # an empty file: start from the end-of-text separator
-            return np.asarray([[self.eot]], np.int64), np.asarray([[TYPE_ID["EOT"]]], np.int64)
-        names_ids = np.asarray([self.vocab.encode(names[start:])], dtype=np.int64)
-        type_ids = np.asarray([encode_types(types[start:])], dtype=np.int64)
-        return names_ids, type_ids
+            out = np.asarray([self.eot], np.int64), np.asarray([TYPE_ID["EOT"]], np.int64)
+        else:
+            out = (
+                np.asarray(self.vocab.encode(names), np.int64),
+                np.asarray(encode_types(types), np.int64),
+            )
+        with self._lock:
+            self._encoded[prefix] = out
+            while len(self._encoded) > ENCODED_KEPT:
+                self._encoded.popitem(last=False)
+        return out
 
     def prompt(
         self, names: np.ndarray, types: np.ndarray
@@ -188,10 +215,16 @@ class CodeFillRuntime:
         """
         with self._lock:
             cached_n, cached_t, cached_past, last = self._cache
+            ahead = self._ahead
         if last is not None and np.array_equal(cached_n, names) and np.array_equal(cached_t, types):
             return last[0], last[1], cached_past
         n = names.shape[1]
         common = _common_start(cached_n, cached_t, names, types, n - 1)  # the last one runs
+        if ahead is not None and (moved := _common_start(*ahead[:2], names, types, n - 1)) > common:
+            common, cached_past = moved, ahead[2]  # the window moved to the one run ahead
+            if n > ahead[0].shape[1]:
+                with self._lock:
+                    self._ahead = None  # all its keys/values are this prompt's now
         past = cached_past[:, :, :, :, :common] if common else self.empty_past()
         self.names_run += n - common
         name_logits, type_logits, present = self.run(
@@ -203,20 +236,45 @@ class CodeFillRuntime:
             self._cache = (names, types, present, (name_logits, type_logits))
         return name_logits, type_logits, present
 
-    def warm(self, prefix: str, cancel: CancelToken | None = None) -> int:
+    def warm(self, prefix: str, cancel: CancelToken | None = None, ahead: bool = False) -> int:
         """Run the prompt a request after `prefix` would use, a chunk of names at a time
-        (checking `cancel` between chunks); returns the names run."""
+        (checking `cancel` between chunks); returns the names run.
+
+        `ahead`: instead, the window the prompts move to next (`ahead`), into a slot of its
+        own: when the window moves, a request then runs the names typed since, not the
+        whole window again (positions are absolute: moving it changes every key).
+        """
+        if ahead:
+            return self._warm_ahead(prefix, cancel)
         names, types = self.encode(prefix)
         before = self.names_run
         with self._lock:
-            cached_n, cached_t = self._cache[:2]
-        done = _common_start(cached_n, cached_t, names, types, names.shape[1])
+            kept = [self._cache[:2], *([self._ahead[:2]] if self._ahead is not None else [])]
+        done = max(_common_start(*k, names, types, names.shape[1]) for k in kept)
         for end in range(done + WARM_CHUNK, names.shape[1], WARM_CHUNK):
             self.prompt(names[:, :end], types[:, :end])
             if cancel is not None:
                 cancel.check()
         self.prompt(names, types)
         return self.names_run - before
+
+    def _warm_ahead(self, prefix: str, cancel: CancelToken | None) -> int:
+        if (target := self.ahead(prefix)) is None:
+            return 0
+        names, types = target
+        with self._lock:
+            slot = self._ahead
+        done = 0 if slot is None else _common_start(*slot[:2], names, types, names.shape[1])
+        past = self.empty_past() if slot is None else slot[2][:, :, :, :, :done]
+        for a in range(done, names.shape[1], WARM_CHUNK):
+            b = min(a + WARM_CHUNK, names.shape[1])
+            past = self.run(names[:, a:b], types[:, a:b], np.ascontiguousarray(past), last=1)[2]
+            self.names_run += b - a
+            with self._lock:
+                self._ahead = (names[:, :b], types[:, :b], past)
+            if cancel is not None:
+                cancel.check()
+        return names.shape[1] - done
 
     def run(
         self, names: np.ndarray, types: np.ndarray, past: np.ndarray, last: int | None = None

@@ -225,7 +225,7 @@ class Engine:
             codefill = self._codefill
         # CodeFill's prompt runs on its own thread meanwhile (the lists' CodeFill names queue
         # behind it there)
-        named = self._side.submit(codefill.warm, head, cancel) if codefill is not None else None
+        side = [self._side.submit(codefill.warm, head, cancel)] if codefill is not None else []
         try:
             ran = 0
             lm, _ = model
@@ -255,13 +255,15 @@ class Engine:
                     self._speculate(doc, ctx, guess, model, cancel)
             if not self._typed.has_list(doc.uri, head, ctx.partial):
                 self.complete(doc, pos, cancel)
-            if bytelevel is not None:  # least urgent: the window moves requests from now
+            # least urgent: the windows the prompts move to, requests from now
+            if codefill is not None:
+                side.append(self._side.submit(codefill.warm, head, cancel, True))
+            if bytelevel is not None:
                 with self._bytelevel_lock:
                     ran += bytelevel.warm(ctx.prefix, suffix, lists is not None, cancel, ahead=True)
         finally:
-            if named is not None:
-                futures.wait([named])  # never left running into the next request
-        return ran + (named.result() if named is not None else 0)
+            futures.wait(side)  # never left running into the next request
+        return ran + sum(done.result() for done in side)
 
     def _offers_ghost(self, ctx: Context) -> bool:
         """Whether ghost text is offered at this cursor: it is on, and the cursor is not

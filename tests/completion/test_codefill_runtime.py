@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="building a model needs the `train` extra")
 
-from fillpoint.completion.codefill_runtime import CodeFillRuntime  # noqa: E402
+from fillpoint.completion.codefill_runtime import WARM_CHUNK, CodeFillRuntime  # noqa: E402
 from fillpoint.completion.codefill_streams import (  # noqa: E402
     SPECIALS,
     TYPE_NAMES,
@@ -294,6 +294,36 @@ def test_prompt_starts_on_a_stride_grid_in_a_long_file(trained: tuple[CodeFill, 
     assert rt.vocab.decode(names[0].tolist()) == full[len(full) - n :]
     shorter = rt.encode(long[:-40])[0][0]  # a few names less: the same start
     assert shorter[:-1].tolist() == names[0, : len(shorter) - 1].tolist()
+
+
+def test_the_window_run_ahead_makes_its_move_cost_only_the_new_names(
+    trained: tuple[CodeFill, Path],
+) -> None:
+    rt = CodeFillRuntime(trained[1] / "release")
+    cold = CodeFillRuntime(trained[1] / "release")
+    long = SNIPPET * 12  # more than the block: the window moves as the text grows
+    at = next(  # a cut whose window moves within the next few lines
+        cut
+        for cut in range(len(long) // 2, len(long), 7)
+        if rt.ahead(long[:cut]) is not None
+        and rt.encode(long[:cut])[0][0, 0] != rt.encode(long[: cut + 120])[0][0, 0]
+    )
+    assert rt.warm(long[:at]) > 0
+    ahead = rt.ahead(long[:at])
+    assert ahead is not None
+    cancel = CancelToken()
+    cancel.cancel()
+    with pytest.raises(Cancelled):  # stopped after its first chunk: that stays kept
+        rt.warm(long[:at], cancel, ahead=True)
+    assert rt.warm(long[:at], ahead=True) == max(0, ahead[0].shape[1] - WARM_CHUNK)
+    assert rt.warm(long[:at], ahead=True) == 0
+    later = long[: at + 120]  # the window has moved to the one run ahead
+    before = rt.names_run
+    got = [(c.name, round(c.probability, 4)) for c in rt.next_names(later)]
+    new = rt.encode(later)[0].shape[1] - ahead[0].shape[1] + 1  # the last one ran again
+    assert rt.names_run - before <= new < rt.encode(later)[0].shape[1]  # not the whole window
+    assert got == [(c.name, round(c.probability, 4)) for c in cold.next_names(later)]
+    assert rt._ahead is None  # its keys/values are the prompt's now
 
 
 def test_a_broken_model_folder_is_an_engine_error(trained: tuple[CodeFill, Path], tmp_path) -> None:
