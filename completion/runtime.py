@@ -84,23 +84,40 @@ def _verify(folder: Path) -> dict:
 
 
 M_ARENA_MAX = -8  # glibc's mallopt parameter for the number of malloc arenas
+# Arenas for the server's threads (event loop, requests and idle work, CodeFill). Each model
+# call returns new cache arrays of a few MiB, made and dropped on those threads, and glibc
+# keeps what was freed in each arena. In the benchmark replay (one-off runs, `--no-jedi
+# --decoding 0`): one arena for all, peak RSS 279-293 MiB but completion p95 29.6-35.1 ms
+# (the threads queue for its lock); an arena per thread, p95 25.0-26.7 ms but 304-332 MiB;
+# three arenas with the freed pages given back after each finished idle work
+# (`give_back_free_memory`), p95 26.1-27.5 ms at 280-288 MiB.
+MALLOC_ARENAS = 3
 
 
-def share_one_malloc_arena() -> bool:
-    """Have glibc's malloc serve every thread from one arena; False where it cannot.
-
-    Each model call returns new cache arrays of a few MiB, made and dropped on the request,
-    prefetch and CodeFill threads. glibc gives each thread an arena of its own and keeps what
-    was freed in each, so the server's peak resident memory grows with its threads: 313 MiB
-    in the benchmark replay, 297 MiB with one arena. Call it before threads start.
-    """
+def _glibc() -> ctypes.CDLL | None:
+    """The C library when it is glibc (whose malloc these tune), else None."""
     try:
         libc = ctypes.CDLL(None)
     except OSError:
+        return None
+    return libc if hasattr(libc, "gnu_get_libc_version") else None
+
+
+def limit_malloc_arenas(n: int = MALLOC_ARENAS) -> bool:
+    """Have glibc's malloc serve all threads from at most `n` arenas; False where it cannot.
+    Call it before threads start."""
+    libc = _glibc()
+    return libc is not None and bool(libc.mallopt(M_ARENA_MAX, n))
+
+
+def give_back_free_memory() -> bool:
+    """Return the heap pages that malloc holds free to the system (glibc's `malloc_trim`,
+    about 1.6 ms here); False where there is no such call."""
+    libc = _glibc()
+    if libc is None:
         return False
-    if not hasattr(libc, "gnu_get_libc_version"):  # other C libraries keep their own policy
-        return False
-    return bool(libc.mallopt(M_ARENA_MAX, 1))
+    libc.malloc_trim(0)
+    return True
 
 
 def cache_names(layers: int, kind: str) -> list[str]:
@@ -240,9 +257,9 @@ class OnnxDecoder:
         # Spinning worker threads burn a core between the short calls of a decode; on a
         # two-core laptop that time is taken from the editor and the event loop.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        # Without onnxruntime's own arena its scratch memory goes back to malloc, which the
-        # server limits to one arena (`share_one_malloc_arena`): the peak resident memory of
-        # the benchmark replay is 27 MiB lower, at the same latency.
+        # Without onnxruntime's own arena its scratch memory goes back to malloc, whose
+        # arenas the server limits (`limit_malloc_arenas`): with one arena, the peak resident
+        # memory of the benchmark replay was 27 MiB lower, at the same latency.
         opts.enable_cpu_mem_arena = False
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])

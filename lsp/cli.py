@@ -127,9 +127,9 @@ def forward(command: str, argv: list[str]) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     """Run the language server until the client exits; 1 if it exits without shutdown."""
-    from fillpoint.completion.runtime import share_one_malloc_arena
+    from fillpoint.completion.runtime import limit_malloc_arenas
 
-    share_one_malloc_arena()  # before any thread starts
+    limit_malloc_arenas()  # before any thread starts
     logging.basicConfig(
         stream=sys.stderr,  # stdout carries the protocol
         level=args.log_level.upper(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import logging
 import threading
 import traceback
@@ -175,6 +176,17 @@ def _run_checked(call: Callable[..., Any], doc: Document, pos: Position, token: 
     """One engine call on the inference thread, skipped if cancelled while queued."""
     token.check()
     return call(doc, pos, token)
+
+
+def _idle_work(engine: EngineLike, doc: Document, pos: Position, token: CancelToken) -> int:
+    """The engine's idle work at `pos`; once all of it is done, the heap pages its arrays
+    left free go back to the system (`runtime.give_back_free_memory`): the server's threads
+    each allocate from a malloc arena of their own, which would otherwise keep them."""
+    ran = engine.prepare(doc, pos, token)
+    from fillpoint.completion.runtime import give_back_free_memory  # imports onnxruntime
+
+    give_back_free_memory()
+    return ran
 
 
 def _create_and_load(factory: EngineFactory, settings: EngineSettings) -> tuple[Any, str | None]:
@@ -411,9 +423,8 @@ class FillpointServer(LanguageServer):
     ) -> None:
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(
-                self._inference, _run_checked, engine.prepare, doc, pos, token
-            )
+            work = functools.partial(_idle_work, engine)
+            await loop.run_in_executor(self._inference, _run_checked, work, doc, pos, token)
         except Cancelled:  # superseded by an edit or a request
             pass
         except Exception:  # idle work must never cost the server (nor a shut-down executor)

@@ -228,11 +228,15 @@ def test_a_release_without_a_manifest_still_loads(release: Path) -> None:
     assert lm.info.name == "release" and lm.info.parameters == 0
 
 
-def test_one_malloc_arena_where_the_c_library_is_glibc() -> None:
+def test_malloc_tuning_where_the_c_library_is_glibc() -> None:
     import platform
     import subprocess
     import sys
 
-    code = "from fillpoint.completion.runtime import share_one_malloc_arena as f; print(f())"
+    code = (
+        "from fillpoint.completion.runtime import limit_malloc_arenas, give_back_free_memory\n"
+        "print(limit_malloc_arenas(), give_back_free_memory())"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == str(platform.libc_ver()[0] == "glibc")
+    glibc = str(platform.libc_ver()[0] == "glibc")
+    assert out.stdout.split() == [glibc, glibc]
