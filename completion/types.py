@@ -8,9 +8,9 @@ from typing import Literal
 
 # bytelevel (the default): exact next-byte probabilities where the prompt ends, for the list
 # (covers, then a token beam: `ByteLevel.complete_identifier_healed`) and the ghost text. On
-# held-out code it ranks names as healing does or a little better (MRR@10 0.535 vs 0.534 at
-# 1000 name starts, top-1 72.7% vs 72.0% inside names) and matches more ghost text inside
-# lines (44.2% vs 41.2% exact match), lists at 53-55 ms vs 51-56 ms healed at the median
+# held-out code it ranks names as healing does or a little better (MRR@10 0.534 vs 0.530 at
+# 1000 name starts, top-1 72.7% vs 72.2% inside names) and matches more ghost text inside
+# lines (43.2% vs 41.5% exact match), lists at 46-48 ms vs 47-55 ms healed at the median
 # (docs/evaluation/results.md, with its command). auto:
 # byte-level ghost text and a healed list. healing: back off the last pre-token and spell it
 # again. naive: the prompt as typed.
