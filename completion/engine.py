@@ -209,7 +209,8 @@ class Engine:
     def prepare(self, doc: Document, pos: Position, cancel: CancelToken | None = None) -> int:
         """Run the text before `pos` through the models ahead of a request, so that a
         request after the next keystroke runs only what that keystroke added, and make the
-        ghost text and the completion lists that keystroke most likely asks for.
+        ghost text and the completion lists that keystroke most likely asks for; last, run
+        the windows both models' prompts move to as the text grows (`warm` ahead).
 
         The server calls this while the user pauses; it checks `cancel` between model calls.
         Returns the prompt tokens and names run (0: the caches were warm already).
