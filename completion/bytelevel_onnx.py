@@ -406,8 +406,9 @@ class OnnxScorer:
         return _OnnxStream(self.lm, past, row, self.lm.block_size - len(prefix) - len(ids))
 
 
-# `warm_ahead` runs the next window once the prompt is this many tokens from moving to it: a
-# few requests ahead, so that the idle work of several pauses can share the run.
+# `warm_ahead` runs the next window once the prompt is within this many tokens of moving to
+# it: a whole window step (`ByteLevel.window_step`), so the next window is run as soon as the
+# prompt fills its own, and the idle work of several pauses can share the run.
 AHEAD = 128
 ROOM = 64  # positions kept free after a prompt: a line's 48 tokens and 16 bytes in byte mode
 # The longest stretch after the cut (the last two pre-tokens) taken in byte mode: the covers
