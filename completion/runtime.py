@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -90,12 +91,14 @@ M_ARENA_MAX = -8  # glibc's mallopt parameter for the number of malloc arenas
 # --decoding 0`): one arena for all, peak RSS 279-293 MiB but completion p95 29.6-35.1 ms
 # (the threads queue for its lock); an arena per thread, p95 25.0-26.7 ms but 304-332 MiB;
 # three arenas with the freed pages given back after each finished idle work
-# (`give_back_free_memory`), p95 26.1-27.5 ms at 280-288 MiB.
+# (`give_back_free_memory`), p95 26.1-29.7 ms at 280-288 MiB.
 MALLOC_ARENAS = 3
 
 
+@functools.cache
 def _glibc() -> ctypes.CDLL | None:
-    """The C library when it is glibc (whose malloc these tune), else None."""
+    """The C library when it is glibc (whose malloc these tune), else None; looked up once
+    (`give_back_free_memory` runs after every finished idle work)."""
     try:
         libc = ctypes.CDLL(None)
     except OSError:

@@ -45,7 +45,7 @@ def replay(model: str | None, sessions: list[Session], gap_ms: int) -> list[Time
     for i, session in enumerate(sessions):
         store, uri = DocumentStore("utf-32"), f"file:///bench/{i}.py"
         for req in session.requests:
-            before = session.text[: max(session.start, req.offset - 1)]
+            before = session.before_keystroke(req)
             doc = store.open(uri, before, 0)
             token = CancelToken()
             pause = threading.Timer(gap_ms / 1000, token.cancel)

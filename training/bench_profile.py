@@ -136,7 +136,7 @@ def profile(
         ]
         earlier_store = DocumentStore("utf-32")  # the same documents a keystroke earlier
         before = [
-            earlier_store.open(f"file:///p/{i}.py", s.text[: max(s.start, r.offset - 1)], 0)
+            earlier_store.open(f"file:///p/{i}.py", s.before_keystroke(r), 0)
             for i, (s, r) in enumerate(todo)
         ]
         with ExitStack() as stack:

@@ -51,6 +51,11 @@ class Session:
         """Offset of the last request: typing stops there."""
         return self.requests[-1].offset if self.requests else self.start
 
+    def before_keystroke(self, req: Request) -> str:
+        """The text as it was one keystroke (of one character) before `req`: where the
+        idle work ran while the user paused."""
+        return self.text[: max(self.start, req.offset - 1)]
+
 
 def held_out_files(corpus: Path | None, n_files: int, seed: int) -> list[tuple[str, str]]:
     """(name, text) of `n_files` test-split files from distinct packages, else stdlib modules.
