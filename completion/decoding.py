@@ -164,6 +164,30 @@ class PrefixCache:
         self.lm, self.entries = lm, entries
         self._kept: list[tuple[list[int], np.ndarray, np.ndarray]] = []  # oldest first
         self._lock = threading.Lock()
+        # called with the tokens each prefill runs and their raw logits (N,), (N, V)
+        self._watchers: list[Callable[[np.ndarray, np.ndarray], None]] = []
+
+    def watch(self, watcher: Callable[[np.ndarray, np.ndarray], None]) -> None:
+        """Have `watcher` see every token this cache runs from now on, with the logits after
+        it; the prefills then compute the output head for all their tokens, not the last."""
+        with self._lock:
+            if watcher not in self._watchers:
+                self._watchers.append(watcher)
+
+    def unwatch(self, watcher: Callable[[np.ndarray, np.ndarray], None]) -> None:
+        """Stop showing `watcher` the tokens run (the prefills go back to the last logits)."""
+        with self._lock:
+            if watcher in self._watchers:
+                self._watchers.remove(watcher)
+
+    def _run(self, ids: list[int], past: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Log-probs after the last of `ids` (1, V) and the cache, `ids` run after `past`."""
+        if not self._watchers:
+            return self.lm.step(np.asarray([ids]), past)
+        logits, present = self.lm.run(np.asarray([ids]), past)
+        for watcher in self._watchers:
+            watcher(np.asarray(ids, np.int64), logits[0])
+        return log_softmax(logits[:, -1, :]), present
 
     def _longest(self, ids: list[int]) -> tuple[int, int]:
         """`longest_start` among the kept prompts; called with the lock held."""
@@ -186,9 +210,9 @@ class PrefixCache:
             best, n = self._longest(ids)
             if best >= 0:  # that prompt grows into this one: it is replaced
                 past = np.ascontiguousarray(self._kept.pop(best)[1][:, :, :, :, :n])
-                logp, present = self.lm.step(np.asarray([ids[n:]]), past)
+                logp, present = self._run(ids[n:], past)
             else:
-                logp, present = self.lm.step(np.asarray([ids]), self.lm.empty_past(1))
+                logp, present = self._run(ids, self.lm.empty_past(1))
                 if len(self._kept) >= self.entries:
                     self._kept.pop(0)
             self._kept.append((list(ids), present, logp))

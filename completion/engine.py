@@ -345,6 +345,18 @@ class Engine:
                 recycler = self._recyclers[kind] = Recycler(lm, **DRAFTERS[kind])
             return recycler
 
+    def _drafter(self, lm: OnnxDecoder | None) -> Recycler | None:
+        """The drafter of greedy ghost text (`_recycler` of the settings' `line_drafts`), None
+        without `lm` (ghost text that is not decoded greedily). A table of Token Recycling's
+        learns from every prompt the inline cache runs while it is the drafter in use, and
+        stops watching that cache when it is not (its prefills then skip the output head)."""
+        recycler = None if lm is None else self._recycler(lm, self.settings.line_drafts)
+        if (cache := self._caches.get("inline")) is not None:
+            for other in self._recyclers.values():
+                if other.table is not None:
+                    (cache.watch if other is recycler else cache.unwatch)(other.table.update)
+        return recycler
+
     def _codefill_names(
         self, head: str, ctx: Context, cancel: CancelToken | None = None
     ) -> dict[str, float]:
@@ -373,7 +385,10 @@ class Engine:
         lm, vocab = model
         cache, n = self._caches.get("inline"), self.settings.max_inline_tokens
         prompt = None
-        if (bytelevel := self._byte_decoder("inline", ctx.prefix)) is not None:
+        bytelevel = self._byte_decoder("inline", ctx.prefix)
+        greedy = bytelevel is None and self.settings.line_beam <= 1
+        recycler = self._drafter(lm if greedy else None)
+        if bytelevel is not None:
             with self._bytelevel_lock:
                 text = bytelevel.complete_line(
                     ctx.prefix, ctx.suffix, n, cancel, self.settings.line_beam
@@ -385,7 +400,7 @@ class Engine:
                 text, mean_logp = decoding.beam_line(
                     lm, vocab, prompt, self.settings.line_beam, n, cancel, cache
                 )
-            elif (recycler := self._recycler(lm, self.settings.line_drafts)) is not None:
+            elif recycler is not None:
                 text, mean_logp = recycler.greedy_line(vocab, prompt, n, cancel, cache)
             else:
                 text, mean_logp = decoding.greedy_line(lm, vocab, prompt, n, cancel, cache)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from pathlib import Path
@@ -474,3 +475,22 @@ def test_choose_line_at_the_ends_of_its_weight(logps: list[float], counts: list[
     assert best == max(math.exp(c.logp) for c in scored)
     chosen = choose_line("x", scored, repeats, 1.0)
     assert repeats[chosen] == max(repeats[c.continuation] for c in scored)
+
+
+def test_the_recycling_table_watches_the_prompts_only_while_it_drafts(
+    tiny_model_dir: Path,
+) -> None:
+    table_mode = EngineSettings(
+        model_path=str(tiny_model_dir), mid_token="healing", line_beam=1, line_drafts="table"
+    )
+    eng = Engine(table_mode)
+    eng.load()
+    doc, pos = at_end(SOURCE + "        total = ")
+    eng.inline(doc, pos)
+    cache = eng._caches["inline"]
+    table = eng._recyclers["table"].table
+    assert table is not None and cache._watchers == [table.update]
+    assert table.next.any()  # it learnt from the prompt's tokens
+    eng.settings = dataclasses.replace(table_mode, line_beam=3)  # ghost text from a beam now
+    eng.inline(doc, pos)
+    assert cache._watchers == []

@@ -93,3 +93,26 @@ def test_warm_runs_the_window_in_chunks_and_stops_when_cancelled(
     assert sum(ran) == len(window)
     want, _ = step(np.asarray([window]), lm.empty_past(1))
     np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_a_watcher_sees_every_token_run_with_the_logits_after_it(
+    tiny_fp32_model_dir: Path,
+) -> None:
+    lm = OnnxDecoder(tiny_fp32_model_dir)
+    ids = lm.encode("import os\n\nfor name in os.listdir('.'):\n    print(name)\n")
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
+    watched, plain = decoding.PrefixCache(lm), decoding.PrefixCache(lm)
+    watched.watch(lambda tokens, logits: seen.append((tokens, logits)))
+    for cut in (9, 9, 15, len(ids)):  # the repeat runs nothing: nothing is shown
+        got, _ = watched.prefill(ids[:cut])
+        np.testing.assert_allclose(got, plain.prefill(ids[:cut])[0], atol=1e-5)
+    assert [len(tokens) for tokens, _ in seen] == [9, 6, len(ids) - 15]
+    tokens = np.concatenate([tokens for tokens, _ in seen])
+    logits = np.concatenate([logits for _, logits in seen])
+    assert tokens.tolist() == ids
+    fresh, _ = lm.run(np.asarray([ids]), lm.empty_past(1))
+    np.testing.assert_allclose(logits, fresh[0], atol=1e-4)
+    watcher = watched._watchers[0]
+    watched.unwatch(watcher)
+    watched.prefill(ids + ids[:3])
+    assert len(seen) == 3

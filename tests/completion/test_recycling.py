@@ -154,6 +154,25 @@ def test_int8_lines_equal_greedy_decoding_with_a_prefix_cache(
         assert recycler.greedy_line(vocab, prompt, 48, None, cache)[0] == want[0], prompt
 
 
+def test_the_table_learns_the_next_tokens_of_the_prompts_a_watched_cache_runs(
+    fp32: OnnxDecoder,
+) -> None:
+    vocab, recycler = Vocab(fp32), Recycler(fp32, nodes=4, depth=3)
+    assert recycler.table is not None
+    cache = PrefixCache(fp32)
+    cache.watch(recycler.table.update)
+    prompt = prompts(fp32)[0]
+    logp, _ = cache.prefill(list(prompt.ids))
+    last = prompt.ids[-1]
+    assert recycler.table.next[last, 0] == int(np.argmax(logp[0]))
+    first = prompt.ids[0]  # only ever followed by the prompt's second token here
+    if first not in prompt.ids[1:]:
+        fresh, _ = fp32.run(np.asarray([prompt.ids[:1]]), fp32.empty_past(1))
+        assert recycler.table.next[first, 0] == int(np.argmax(fresh[0, 0]))
+    want = greedy_line(fp32, vocab, prompt, 48, None, cache)
+    assert recycler.greedy_line(vocab, prompt, 48, None, cache)[0] == want[0]
+
+
 @pytest.mark.slow
 def test_document_drafts_are_accepted_where_the_line_repeats_the_file(fp32: OnnxDecoder) -> None:
     vocab = Vocab(fp32)

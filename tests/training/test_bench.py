@@ -139,6 +139,9 @@ def test_bench_writes_all_outputs(tiny_model_dir: Path, tmp_path: Path) -> None:
     for kind, name in (("table", "Token Recycling"), ("document", "drafts from the document")):
         assert decoded["drafters"][kind]["identical"] == 4
         assert decoded["drafters"][kind]["speedup"] > 0 and f"| {name}" in markdown
+    prefill = decoded["prefill"]  # the table learns from the prompts: their prefill's cost
+    assert prefill["tokens"] > 0 and prefill["watched_cpu_s"] > 0
+    assert "idle work per prompt token" in markdown
     beam = decoded["beam"]  # the ghost text's beam, timed on the same prompts
     assert beam["width"] > 1 and 0 <= beam["identical"] <= 4 and beam["speedup"] > 0
     assert f"| beam of {beam['width']}" in markdown
