@@ -246,17 +246,24 @@ class CodeFillRuntime:
         """
         if ahead:
             return self._warm_ahead(prefix, cancel)
-        names, types = self.encode(prefix)
         before = self.names_run
-        with self._lock:
-            kept = [self._cache[:2], *([self._ahead[:2]] if self._ahead is not None else [])]
-        done = max(_common_start(*k, names, types, names.shape[1]) for k in kept)
-        for end in range(done + WARM_CHUNK, names.shape[1], WARM_CHUNK):
-            self.prompt(names[:, :end], types[:, :end])
-            if cancel is not None:
-                cancel.check()
-        self.prompt(names, types)
+        self._fill(*self.encode(prefix), cancel)
         return self.names_run - before
+
+    def _fill(
+        self, names: np.ndarray, types: np.ndarray, cancel: CancelToken | None
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """`prompt`, with the names no kept cache holds run WARM_CHUNK at a time and `cancel`
+        checked between calls: work cut short by a request holds it up for one chunk at
+        most, and what ran stays kept."""
+        if cancel is not None:
+            with self._lock:
+                kept = [self._cache[:2], *([self._ahead[:2]] if self._ahead is not None else [])]
+            done = max(_common_start(*k, names, types, names.shape[1]) for k in kept)
+            for end in range(done + WARM_CHUNK, names.shape[1], WARM_CHUNK):
+                self.prompt(names[:, :end], types[:, :end])
+                cancel.check()
+        return self.prompt(names, types)
 
     def _warm_ahead(self, prefix: str, cancel: CancelToken | None) -> int:
         if (target := self.ahead(prefix)) is None:
@@ -313,12 +320,12 @@ class CodeFillRuntime:
         `file_names` (identifier -> count in the file) lets names the vocabulary lacks share
         the probability of <unk> in proportion to their counts: a held-out package's own
         names are mostly outside the training vocabulary. `cancel` is checked before the
-        model runs.
+        model runs and between the chunks of a long new part of the prompt.
         """
         encoded = self.encode(prefix)
         if cancel is not None:
             cancel.check()
-        logits = self.prompt(*encoded)[0][0, -1].astype(np.float64)
+        logits = self._fill(*encoded, cancel)[0][0, -1].astype(np.float64)
         probs = np.exp(logits - logits.max())
         probs /= probs.sum()
         allowed = self.identifier

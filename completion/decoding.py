@@ -156,6 +156,9 @@ def longest_start(kept: Sequence[Sequence[int]], ids: Sequence[int]) -> tuple[in
     return best, n
 
 
+PREFILL_CHUNK = 64  # tokens per call when a cache runs a long new part, checking between
+
+
 class PrefixCache:
     """Keys/values of the last few prompts: a prompt runs only the tokens after the longest
     start it shares with one of them (completion, inline and fill-in-the-middle prompts)."""
@@ -218,8 +221,18 @@ class PrefixCache:
             self._kept.append((list(ids), present, logp))
             return logp, present
 
-
-PREFILL_CHUNK = 64  # tokens per call when warming a cache ahead of requests
+    def fill(
+        self, ids: list[int], cancel: CancelToken | None = None, chunk: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`prefill`, with the part not cached run `chunk` (PREFILL_CHUNK) tokens per call
+        and `cancel` checked between calls: work cut short by a request holds it up for one
+        chunk at most, and what ran stays kept."""
+        chunk = chunk or PREFILL_CHUNK
+        for end in range(self.cached(ids) + chunk, len(ids), chunk):
+            self.prefill(ids[:end])
+            if cancel is not None:
+                cancel.check()
+        return self.prefill(ids)
 
 
 def warm(
@@ -238,19 +251,17 @@ def warm(
     done = cache.cached(ids)
     if done == len(ids):
         return 0
-    for end in range(done + chunk, len(ids), chunk):
-        cache.prefill(ids[:end])
-        if cancel is not None:
-            cancel.check()
-    cache.prefill(ids)
+    cache.fill(ids, cancel, chunk)
     return len(ids) - done
 
 
 def _prefill(
-    lm: OnnxDecoder, ids: list[int], cache: PrefixCache | None
+    lm: OnnxDecoder, ids: list[int], cache: PrefixCache | None, cancel: CancelToken | None
 ) -> tuple[np.ndarray, np.ndarray]:
+    """Log-probs after `ids` and their cache: from `cache` where it serves this model (a long
+    new part in chunks, checking `cancel` between them), else in one call."""
     if cache is not None and cache.lm is lm:
-        return cache.prefill(ids)
+        return cache.prefill(ids) if cancel is None else cache.fill(ids, cancel)
     return lm.step(np.asarray([ids]), lm.empty_past(1))
 
 
@@ -354,7 +365,7 @@ def identifier_candidates(
     first call.
     """
     ids = _window(lm, prompt.ids, max(max_steps, WORD_PIECES))
-    logp, past = _prefill(lm, ids, cache)
+    logp, past = _prefill(lm, ids, cache, cancel)
     first = logp[0]
     pending = _Words(lm, prompt, words) if words else None
     scored: list[Candidate] = []
@@ -505,7 +516,7 @@ def _teacher_forced(
         return []
     longest = max(len(s) for _, s in words.keep)
     ids = _window(lm, prompt.ids, max(longest, WORD_PIECES))
-    first, past = _prefill(lm, ids, cache)
+    first, past = _prefill(lm, ids, cache, cancel)
     if cancel is not None:
         cancel.check()
     if lm.tree_inputs:  # all side by side, each seeing the prompt and itself
@@ -608,7 +619,7 @@ def greedy_line(
     starts repeating, since the repeat is what the user would not want.
     """
     ids = _window(lm, prompt.ids, max_tokens)
-    logp, past = _prefill(lm, ids, cache)
+    logp, past = _prefill(lm, ids, cache, cancel)
     state = LineState(vocab, prompt.need, max_tokens)
     while True:
         if cancel is not None:
@@ -639,7 +650,7 @@ def beam_line(
     no live branch scores above the best finished line. On held-out lines a beam of 3
     matched the whole line more often than greedy decoding (docs/evaluation)."""
     ids = _window(lm, prompt.ids, max_tokens)
-    logp, past = _prefill(lm, ids, cache)
+    logp, past = _prefill(lm, ids, cache, cancel)
     # with a mask input the branches share the prompt's cache (`_Branches`): each branch
     # keeps the cache entries of its own tokens; otherwise each has a copy of the cache
     tree = _Branches(lm, past) if lm.tree_inputs else None

@@ -204,7 +204,7 @@ class Recycler:
         """What `decoding.greedy_line` returns, in fewer model calls."""
         lm = self.lm
         ids = _window(lm, prompt.ids, max_tokens)
-        logp, past = _prefill(lm, ids, cache)
+        logp, past = _prefill(lm, ids, cache, cancel)
         self.calls += 1
         if self.table is not None:
             self.table.update(np.asarray(ids[-1:]), logp)

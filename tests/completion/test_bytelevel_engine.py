@@ -223,3 +223,21 @@ def test_bytelevel_is_the_default_and_the_mode_can_change_after_loading(
     assert eng._byte_decoder("complete") is decoder and decoder.scorer.cached == 2  # and lists
     doc, pos = at_end(SOURCE + "        self.it")
     assert all(i.text.startswith("it") for i in eng.complete(doc, pos).items)
+
+
+def test_a_search_cut_short_on_a_long_new_prompt_runs_one_chunk_and_keeps_it(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fillpoint.completion import bytelevel_onnx
+    from fillpoint.completion.runtime import OnnxDecoder
+
+    monkeypatch.setattr(bytelevel_onnx, "PREFILL_CHUNK", 8)  # the tiny model's window is short
+    lm = OnnxDecoder(tiny_model_dir)
+    decoder, fresh = ByteLevelDecoder(lm), ByteLevelDecoder(lm)
+    prefix = SOURCE + "        self.it"
+    with pytest.raises(Cancelled):
+        decoder.complete_identifier(prefix, cancel=CancelAfter(0))
+    # one chunk of the prompt, kept, then the check stopped it
+    assert decoder.scorer.calls == 1 and [len(p) for p in decoder.scorer._cache] == [8]
+    got, want = dict(decoder.complete_identifier(prefix)), dict(fresh.complete_identifier(prefix))
+    assert got.keys() == want.keys() and got == pytest.approx(want, rel=1e-4)

@@ -201,6 +201,31 @@ def test_warm_runs_the_prompt_once_and_the_request_reuses_it(
         cold.warm(SNIPPET * 12, cancel)
 
 
+def test_a_list_cut_short_on_a_long_new_prompt_runs_one_chunk_and_keeps_it(
+    trained: tuple[CodeFill, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fillpoint.completion import codefill_runtime
+
+    chunk = 16  # the tiny model's window is short
+    monkeypatch.setattr(codefill_runtime, "WARM_CHUNK", chunk)
+    rt = CodeFillRuntime(trained[1] / "release")
+    prefix = SNIPPET * 12
+    assert rt.encode(prefix)[0].shape[1] > 2 * chunk
+    cancel = CancelToken()
+    run = rt.run
+
+    def run_then_cancel(*args, **kwargs):  # the keystroke arrives during the first call
+        cancel.cancel()
+        return run(*args, **kwargs)
+
+    rt.run = run_then_cancel  # type: ignore[method-assign]
+    with pytest.raises(Cancelled):
+        rt.next_names(prefix, "to", cancel=cancel)
+    assert rt.names_run == chunk
+    rt.run = run  # type: ignore[method-assign]
+    assert rt.warm(prefix) == rt.encode(prefix)[0].shape[1] - chunk  # the rest only
+
+
 def test_declared_names_are_reranked_by_the_table(trained: tuple[CodeFill, Path]) -> None:
     from fillpoint.completion.engine import RERANK
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from fillpoint.completion import decoding
 from fillpoint.completion.runtime import OnnxDecoder
+from fillpoint.completion.types import Cancelled, CancelToken
 
 
 def test_fit_window_start_moves_in_steps() -> None:
@@ -64,7 +66,6 @@ def test_interleaved_prompts_each_run_only_their_new_tokens(tiny_fp32_model_dir:
 def test_warm_runs_the_window_in_chunks_and_stops_when_cancelled(
     tiny_fp32_model_dir: Path,
 ) -> None:
-    from fillpoint.completion.types import Cancelled, CancelToken
 
     lm = OnnxDecoder(tiny_fp32_model_dir)
     cache = decoding.PrefixCache(lm)
@@ -116,3 +117,25 @@ def test_a_watcher_sees_every_token_run_with_the_logits_after_it(
     watched.unwatch(watcher)
     watched.prefill(ids + ids[:3])
     assert len(seen) == 3
+
+
+def test_a_decoding_cut_short_on_a_long_new_prompt_runs_one_chunk_and_keeps_it(
+    tiny_fp32_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(decoding, "PREFILL_CHUNK", 16)  # the tiny model's window is short
+    lm = OnnxDecoder(tiny_fp32_model_dir)
+    cache, vocab = decoding.PrefixCache(lm), decoding.Vocab(lm)
+    ran: list[int] = []
+    step = lm.step
+    lm.step = lambda ids, past: ran.append(ids.shape[1]) or step(ids, past)  # type: ignore[method-assign]
+    text = "".join(f"value_{i} = compute(value_{i - 1}, {i})\n" for i in range(1, 40))
+    prompt = decoding.heal(lm, text, "healing")
+    cancel = CancelToken()
+    cancel.cancel()
+    with pytest.raises(Cancelled):
+        decoding.greedy_line(lm, vocab, prompt, 8, cancel, cache)
+    assert ran == [decoding.PREFILL_CHUNK]  # one chunk, then it noticed, and kept it
+    window = decoding._window(lm, prompt.ids, 8)
+    assert cache.cached(window) == decoding.PREFILL_CHUNK
+    want = decoding.greedy_line(lm, vocab, prompt, 8, None, decoding.PrefixCache(lm))
+    assert decoding.greedy_line(lm, vocab, prompt, 8, None, cache) == want
