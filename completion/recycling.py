@@ -149,8 +149,8 @@ class Draft:
 
 # The drafters `EngineSettings.line_drafts` names: Token Recycling's tree from the table, or
 # a chain from the document. On held-out lines (`fillpoint bench --decoding`, the table
-# learning from the prompts) trees of 16, 8, 6 and 4 nodes ran at 0.83x, 1.05x, 1.17x and
-# 1.22x the speed of plain greedy decoding (a call costs more with every node on this CPU),
+# learning from the prompts) trees of 16, 8, 6 and 4 nodes ran at 0.83x, 1.08x, 1.18x and
+# 1.20x the speed of plain greedy decoding (a call costs more with every node on this CPU),
 # document chains of 3, 4, 6 and 8 tokens at 1.38x, 1.43x, 1.38x and 1.34x.
 DRAFTERS: dict[str, dict[str, int]] = {
     "table": {"nodes": 4, "depth": 3},
