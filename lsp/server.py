@@ -178,7 +178,7 @@ def _run_checked(call: Callable[..., Any], doc: Document, pos: Position, token: 
     return call(doc, pos, token)
 
 
-def _idle_work(engine: EngineLike, doc: Document, pos: Position, token: CancelToken) -> int:
+def idle_work(engine: EngineLike, doc: Document, pos: Position, token: CancelToken) -> int:
     """The engine's idle work at `pos`; once all of it is done, the heap pages its arrays
     left free go back to the system (`runtime.give_back_free_memory`): the server's threads
     each allocate from a malloc arena of their own, which would otherwise keep them."""
@@ -423,7 +423,7 @@ class FillpointServer(LanguageServer):
     ) -> None:
         loop = asyncio.get_running_loop()
         try:
-            work = functools.partial(_idle_work, engine)
+            work = functools.partial(idle_work, engine)
             await loop.run_in_executor(self._inference, _run_checked, work, doc, pos, token)
         except Cancelled:  # superseded by an edit or a request
             pass

@@ -1,11 +1,13 @@
 """`fillpoint bench --in-process`: the replay's timing without the protocol, in a minute.
 
-Each request's document is opened as typed up to it; the engine's idle work (`prepare`) runs
-at the text before the last keystroke and is cancelled when the pause ends, as the server
-cancels it when the keystroke arrives; the request then waits for the idle work's current
-model call, and runs. What it reports is what the engine adds to a request in the replay
-(the protocol adds about 1.5 ms more), and how often the idle work finished in the pause:
-a quick way to compare changes to the engine before a full `fillpoint bench`.
+Each request's document is opened as typed up to it; the server's idle work (`idle_work`:
+the engine's `prepare`, then freed memory given back) runs at the text before the last
+keystroke and is cancelled when the pause ends, as the server cancels it when the keystroke
+arrives; the request then waits for the idle work's current model call, and runs. malloc's
+arenas are limited as the server limits them, so what memory costs in page faults counts
+too. What it reports is what the engine adds to a request in the replay (the protocol adds
+about 1.5 ms more), and how often the idle work finished in the pause: a quick way to
+compare changes to the engine before a full `fillpoint bench`.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ def replay(model: str | None, sessions: list[Session], gap_ms: int) -> list[Time
     from fillpoint.completion.documents import DocumentStore
     from fillpoint.completion.engine import Engine
     from fillpoint.completion.types import Cancelled, CancelToken, EngineSettings
+    from fillpoint.lsp.server import idle_work
 
     engine = Engine(EngineSettings(model_path=model))
     engine.load()
@@ -55,7 +58,7 @@ def replay(model: str | None, sessions: list[Session], gap_ms: int) -> list[Time
                 token.cancel()
             t0 = time.perf_counter()
             try:
-                engine.prepare(doc, doc.position_at(len(before)), token)
+                idle_work(engine, doc, doc.position_at(len(before)), token)
                 finished = True
             except Cancelled:
                 finished = False
@@ -102,7 +105,10 @@ def report(timed: list[Timed], gap_ms: int, command: str) -> str:
 def main_in_process(
     model: str | None, sessions: list[Session], gap_ms: int, out: Path, command: str
 ) -> int:
-    """Run, print and write OUT.inprocess.md."""
+    """Run, print and write OUT.inprocess.md; malloc's arenas limited as in the server."""
+    from fillpoint.completion.runtime import limit_malloc_arenas
+
+    limit_malloc_arenas()
     text = report(replay(model, sessions, gap_ms), gap_ms, command)
     print(text)
     out.parent.mkdir(parents=True, exist_ok=True)
