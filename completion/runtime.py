@@ -6,6 +6,7 @@ import ctypes
 import functools
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -113,11 +114,25 @@ def limit_malloc_arenas(n: int = MALLOC_ARENAS) -> bool:
     return libc is not None and bool(libc.mallopt(M_ARENA_MAX, n))
 
 
-def give_back_free_memory() -> bool:
+def resident_mib() -> float | None:
+    """This process's resident memory in MiB (Linux's /proc/self/statm); None elsewhere."""
+    try:
+        with open("/proc/self/statm", "rb") as fh:
+            pages = int(fh.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def give_back_free_memory(above_mib: float = 0.0) -> bool:
     """Return the heap pages that malloc holds free to the system (glibc's `malloc_trim`,
-    about 1.6 ms here); False where there is no such call."""
+    about 1.6 ms here) when the resident memory is above `above_mib` (0: always); False
+    where it did not, or there is no such call. Pages given back fault in again as the next
+    calls allocate."""
     libc = _glibc()
     if libc is None:
+        return False
+    if above_mib > 0 and (rss := resident_mib()) is not None and rss <= above_mib:
         return False
     libc.malloc_trim(0)
     return True

@@ -178,14 +178,24 @@ def _run_checked(call: Callable[..., Any], doc: Document, pos: Position, token: 
     return call(doc, pos, token)
 
 
+# Freed memory goes back to the system only while the server holds more than this. Each
+# give-back makes the next model calls fault their pages in again: after every idle work
+# that cost completion p95 about 5 ms in the in-process replay (22.8-23.4 against 18.0-18.6
+# ms with none); through the server, with none or once every 2 s at most, the benchmark's
+# peak RSS reached 297-315 MiB, and above 250 MiB it stayed at 282-289 MiB with p95
+# as low as with those (docs/benchmarks.md).
+GIVE_BACK_ABOVE_MIB = 250
+
+
 def idle_work(engine: EngineLike, doc: Document, pos: Position, token: CancelToken) -> int:
     """The engine's idle work at `pos`; once all of it is done, the heap pages its arrays
-    left free go back to the system (`runtime.give_back_free_memory`): the server's threads
-    each allocate from a malloc arena of their own, which would otherwise keep them."""
+    left free go back to the system if the server holds more than GIVE_BACK_ABOVE_MIB
+    (`runtime.give_back_free_memory`): its threads allocate from a few malloc arenas, which
+    would otherwise keep them."""
     ran = engine.prepare(doc, pos, token)
     from fillpoint.completion.runtime import give_back_free_memory  # imports onnxruntime
 
-    give_back_free_memory()
+    give_back_free_memory(GIVE_BACK_ABOVE_MIB)
     return ran
 
 
