@@ -182,8 +182,8 @@ def _run_checked(call: Callable[..., Any], doc: Document, pos: Position, token: 
 # give-back makes the next model calls fault their pages in again: after every idle work
 # that cost completion p95 about 5 ms in the in-process replay (22.8-23.4 against 18.0-18.6
 # ms with none); through the server, with none or once every 2 s at most, the benchmark's
-# peak RSS reached 297-315 MiB, and above 250 MiB it stayed at 282-289 MiB with p95
-# as low as with those (docs/benchmarks.md).
+# peak RSS went over 300 MiB in five runs of seven, while above 250 MiB it stayed at 281-289
+# MiB with p95 as low as with those (docs/benchmarks.md).
 GIVE_BACK_ABOVE_MIB = 250
 
 
