@@ -483,8 +483,6 @@ class ByteLevelDecoder:
         """Run the prompt a search at the end of `x` starts from into the scorer's cache, a
         chunk per call with `check` between (`OnnxScorer.warm`): a search cut short on a
         long new prompt holds a request up for one chunk at most. Returns the tokens run."""
-        if check is None:
-            return 0  # the search runs it, in one call
         _, ids, _ = self.bytelevel.split(x, context, max_prefix=room)
         return self.scorer.warm(ids, check)
 
@@ -521,7 +519,8 @@ class ByteLevelDecoder:
             search = partial(self.bytelevel.complete_identifier, blend=blend)
         else:  # branches stop as the healed list's beam does
             search = partial(self.bytelevel.complete_identifier_healed, negligible=NEGLIGIBLE)
-        self._run_prompt(prefix.encode(), ctx, room, check)
+        if check is not None:  # else the search runs the prompt, in one call
+            self._run_prompt(prefix.encode(), ctx, room, check)
         found = search(prefix.encode(), k, ctx, max_bytes=max_bytes, max_prefix=room, check=check)
         return [(y.decode("utf-8"), p) for y, p in found]
 
@@ -537,7 +536,8 @@ class ByteLevelDecoder:
         boundary is healed, then greedy token by token (`width` 1) or a beam of `width`."""
         ctx = self._context(suffix)
         room = self._room(max_tokens + 16)  # 16 bytes at most in byte mode
-        self._run_prompt(prefix.encode(), ctx, room, cancel.check if cancel is not None else None)
+        if cancel is not None:  # else the search runs the prompt, in one call
+            self._run_prompt(prefix.encode(), ctx, room, cancel.check)
         out = self.bytelevel.complete_bytes(
             prefix.encode(),
             stop=lambda b: b"\n" in b,

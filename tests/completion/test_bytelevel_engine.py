@@ -241,3 +241,14 @@ def test_a_search_cut_short_on_a_long_new_prompt_runs_one_chunk_and_keeps_it(
     assert decoder.scorer.calls == 1 and [len(p) for p in decoder.scorer._cache] == [8]
     got, want = dict(decoder.complete_identifier(prefix)), dict(fresh.complete_identifier(prefix))
     assert got.keys() == want.keys() and got == pytest.approx(want, rel=1e-4)
+
+
+def test_warm_without_a_cancel_token_runs_the_prompt(tiny_model_dir: Path) -> None:
+    from fillpoint.completion.runtime import OnnxDecoder
+
+    decoder = ByteLevelDecoder(OnnxDecoder(tiny_model_dir))
+    prefix = SOURCE + "        self.it"
+    assert decoder.warm(prefix) > 0 and decoder.scorer.calls > 0
+    calls = decoder.scorer.calls
+    decoder.complete_identifier(prefix)  # the list starts from the warmed prompt
+    assert decoder.warm(prefix) == 0 and decoder.scorer.calls > calls
