@@ -220,20 +220,21 @@ class CodeFillRuntime:
             return last[0], last[1], cached_past
         n = names.shape[1]
         common = _common_start(cached_n, cached_t, names, types, n - 1)  # the last one runs
+        used_ahead = False
         if ahead is not None and (moved := _common_start(*ahead[:2], names, types, n - 1)) > common:
             common, cached_past = moved, ahead[2]  # the window moved to the one run ahead
-            if n > ahead[0].shape[1]:
-                with self._lock:
-                    self._ahead = None  # all its keys/values are this prompt's now
+            used_ahead = n > ahead[0].shape[1]
         past = cached_past[:, :, :, :, :common] if common else self.empty_past()
-        self.names_run += n - common
         name_logits, type_logits, present = self.run(
             names[:, common:], types[:, common:], np.ascontiguousarray(past), last=1
         )
+        self.names_run += n - common
         name_logits = name_logits[:, -1:]
         type_logits = None if type_logits is None else type_logits[:, -1:]
         with self._lock:
             self._cache = (names, types, present, (name_logits, type_logits))
+            if used_ahead and self._ahead is ahead:
+                self._ahead = None  # all its keys/values are this prompt's now
         return name_logits, type_logits, present
 
     def warm(self, prefix: str, cancel: CancelToken | None = None, ahead: bool = False) -> int:
@@ -303,7 +304,7 @@ class CodeFillRuntime:
             got, present = run_cached(self.session, feed, past, names.shape[1], self._heads)
             out = dict(zip(self._heads, got, strict=True)) | {"present": present}
         else:
-            out = dict(zip(self.outputs, self.session.run(None, feed), strict=True))
+            out = dict(zip(self.outputs, runtime.run_graph(self.session, feed), strict=True))
         return out["name_logits"], out.get("type_logits"), out["present"]
 
     def next_names(

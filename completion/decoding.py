@@ -211,9 +211,11 @@ class PrefixCache:
                     self._kept.append(self._kept.pop(k))
                     return logp, past
             best, n = self._longest(ids)
-            if best >= 0:  # that prompt grows into this one: it is replaced
-                past = np.ascontiguousarray(self._kept.pop(best)[1][:, :, :, :, :n])
+            if best >= 0:  # that prompt grows into this one: it is replaced (once this one
+                # has run: a call stopped by a cancel keeps it)
+                past = np.ascontiguousarray(self._kept[best][1][:, :, :, :, :n])
                 logp, present = self._run(ids[n:], past)
+                self._kept.pop(best)
             else:
                 logp, present = self._run(ids, self.lm.empty_past(1))
                 if len(self._kept) >= self.entries:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from keyword import iskeyword
 from pathlib import Path
+from typing import TypeVar
 
 from . import decoding
 from .bytelevel_onnx import ByteLevelDecoder
@@ -21,7 +23,7 @@ from .context import Context, build_context
 from .documents import Document
 from .postprocess import clean_inline
 from .recycling import DRAFTERS, Recycler
-from .runtime import OnnxDecoder
+from .runtime import OnnxDecoder, stopping, stops_with
 from .typed_through import TypedThrough
 from .types import (
     CancelToken,
@@ -56,6 +58,23 @@ def default_model_path() -> Path:
     from importlib import resources
 
     return Path(str(resources.files("fillpoint.models") / "release"))
+
+
+R = TypeVar("R")
+
+
+def _stoppable(
+    method: Callable[[Engine, Document, Position, CancelToken | None], R],
+) -> Callable[[Engine, Document, Position, CancelToken | None], R]:
+    """An engine call whose model calls stop as soon as its token is cancelled
+    (`runtime.stops_with`), not at the end of the call under way."""
+
+    @functools.wraps(method)
+    def call(self: Engine, doc: Document, pos: Position, cancel: CancelToken | None = None) -> R:
+        with stops_with(cancel):
+            return method(self, doc, pos, cancel)
+
+    return call
 
 
 class Engine:
@@ -148,6 +167,7 @@ class Engine:
         decoder.keep_prompts(2 if mode == "bytelevel" else 1)
         return decoder
 
+    @_stoppable
     def complete(
         self, doc: Document, pos: Position, cancel: CancelToken | None = None
     ) -> CompletionResult:
@@ -185,7 +205,7 @@ class Engine:
         lm, vocab = model
         # CodeFill runs on its own thread meanwhile: its lexing and model calls overlap the
         # decoder's beam on the other core.
-        named_later = self._side.submit(self._codefill_names, head, ctx, cancel)
+        named_later = self._side.submit(stopping, cancel, self._codefill_names, head, ctx, cancel)
         weight = self.settings.codefill_weight
         ensemble = False  # CodeFill's names join the byte-level search instead of the mixture
         try:
@@ -206,6 +226,7 @@ class Engine:
         pool = max(self.settings.max_items, TYPED_POOL)
         return rank(found, ctx, pool, self.settings.file_weight, named, weight)
 
+    @_stoppable
     def prepare(self, doc: Document, pos: Position, cancel: CancelToken | None = None) -> int:
         """Run the text before `pos` through the models ahead of a request, so that a
         request after the next keystroke runs only what that keystroke added, and make the
@@ -226,7 +247,11 @@ class Engine:
             codefill = self._codefill
         # CodeFill's prompt runs on its own thread meanwhile (the lists' CodeFill names queue
         # behind it there)
-        side = [self._side.submit(codefill.warm, head, cancel)] if codefill is not None else []
+        side = (
+            [self._side.submit(stopping, cancel, codefill.warm, head, cancel)]
+            if codefill is not None
+            else []
+        )
         try:
             ran = 0
             lm, _ = model
@@ -258,7 +283,7 @@ class Engine:
                 self.complete(doc, pos, cancel)
             # least urgent: the windows the prompts move to, requests from now
             if codefill is not None:
-                side.append(self._side.submit(codefill.warm, head, cancel, True))
+                side.append(self._side.submit(stopping, cancel, codefill.warm, head, cancel, True))
             if bytelevel is not None:
                 with self._bytelevel_lock:
                     ran += bytelevel.warm(ctx.prefix, suffix, lists is not None, cancel, ahead=True)
@@ -366,6 +391,7 @@ class Engine:
             codefill = self._codefill
         return {} if codefill is None else codefill_names(codefill, head, ctx, cancel)
 
+    @_stoppable
     def inline(
         self, doc: Document, pos: Position, cancel: CancelToken | None = None
     ) -> InlineResult:

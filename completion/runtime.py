@@ -7,18 +7,24 @@ import functools
 import hashlib
 import json
 import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from .types import EngineError
+from .types import Cancelled, CancelToken, EngineError
 
 EOT, PAD = "<|endoftext|>", "<|pad|>"
 FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE = "<fim_prefix>", "<fim_suffix>", "<fim_middle>"
+T = TypeVar("T")
+
 REQUIRED_FILES = ("model.onnx", "tokenizer.json", "config.json")
 
 
@@ -138,6 +144,53 @@ def give_back_free_memory(above_mib: float = 0.0) -> bool:
     return True
 
 
+# The run options of model calls made on each thread inside `stops_with`.
+_stoppable = threading.local()
+
+
+@contextmanager
+def stops_with(cancel: CancelToken | None) -> Iterator[None]:
+    """Model calls made on this thread inside the block stop within one graph node of
+    `cancel` being cancelled (onnxruntime's `RunOptions.terminate`), raising Cancelled,
+    instead of running to their end: idle work cut by a keystroke gives the request the
+    CPU at once, not after the call under way (a 64-token call: about 8 ms here; stopped
+    0.4 ms after the flag). What a stopped call would have returned is lost, never half
+    kept: callers keep a call's results only once it has returned."""
+    if cancel is None:
+        yield
+        return
+    options = ort.RunOptions()
+    cancel.on_cancel(functools.partial(setattr, options, "terminate", True))
+    outer = getattr(_stoppable, "options", None)
+    _stoppable.options = options
+    try:
+        yield
+    finally:
+        _stoppable.options = outer
+
+
+def stopping(cancel: CancelToken | None, call: Callable[..., T], *args: Any) -> T:
+    """`call(*args)` inside `stops_with(cancel)`: for work handed to another thread."""
+    with stops_with(cancel):
+        return call(*args)
+
+
+def _run(call: Callable[[ort.RunOptions | None], T]) -> T:
+    """`call` with this thread's run options; a call stopped by them raises Cancelled."""
+    options = getattr(_stoppable, "options", None)
+    try:
+        return call(options)
+    except Exception:
+        if options is not None and options.terminate:
+            raise Cancelled("model call stopped") from None
+        raise
+
+
+def run_graph(session: ort.InferenceSession, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """`session.run` of all outputs, stoppable (`stops_with`)."""
+    return _run(functools.partial(session.run, None, feed))
+
+
 def cache_names(layers: int, kind: str) -> list[str]:
     """Graph names of the per-layer cache tensors: `past_key_0`, `past_value_0`, ... (inputs)
     or `present_...` (outputs), in the order of the stacked cache."""
@@ -176,7 +229,7 @@ def run_cached(
         else:
             made[name] = np.empty(shape, np.float32)
             io.bind_output(name, "cpu", 0, np.float32, list(shape), made[name].ctypes.data)
-    session.run_with_iobinding(io)
+    _run(functools.partial(session.run_with_iobinding, io))
     outs = io.get_outputs()  # in the order bound: the cache, then the heads
     got = [made[n] if n in made else outs[2 * layers + i].numpy() for i, n in enumerate(heads)]
     return got, present
@@ -357,7 +410,7 @@ class OnnxDecoder:
             feed["last_n"] = np.asarray([last or ids.shape[1]], np.int64)
         if self._split:
             return self._run_split(feed, past, last)
-        logits, present = self.session.run(None, {**feed, "past": past})
+        logits, present = run_graph(self.session, {**feed, "past": past})
         return logits, present
 
     def _chunked(

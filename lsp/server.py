@@ -49,8 +49,9 @@ PYTHON_SUFFIXES = (".py", ".pyi")
 CLIENT_REPLY_TIMEOUT_S = 10.0  # a client that never answers must not stall model loading
 STATUS = "fillpoint/status"  # notification: model loading, ready or failed (for status bars)
 # Quiet time after an edit before the prefetch starts (the prefetch option): the edits that
-# arrive together are applied first. Short: the next edit or request stops a prefetch after
-# its current model call, and what it ran stays in the caches.
+# arrive together are applied first. Short: the next edit or request stops a prefetch within
+# a graph node of its model call under way (`runtime.stops_with`), and what it ran before
+# that call stays in the caches.
 PREFETCH_DELAY_S = 0.002
 
 Kind = Literal["complete", "inline"]
@@ -410,7 +411,7 @@ class FillpointServer(LanguageServer):
             self._prefetch_timer = loop.call_later(PREFETCH_DELAY_S, self._start_prefetch, uri, pos)
 
     def cancel_prefetch(self) -> None:
-        """Drop the pending prefetch; a running one stops after its current model call."""
+        """Drop the pending prefetch; a running one stops inside its current model call."""
         if self._prefetch_timer is not None:
             self._prefetch_timer.cancel()
             self._prefetch_timer = None

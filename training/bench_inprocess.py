@@ -3,11 +3,12 @@
 Each request's document is opened as typed up to it; the server's idle work (`idle_work`:
 the engine's `prepare`, then freed memory given back) runs at the text before the last
 keystroke and is cancelled when the pause ends, as the server cancels it when the keystroke
-arrives; the request then waits for the idle work's current model call, and runs. malloc's
-arenas are limited as the server limits them, so what memory costs in page faults counts
-too. What it reports is what the engine adds to a request in the replay (the protocol adds
-about 1.5 ms more), and how often the idle work finished in the pause: a quick way to
-compare changes to the engine before a full `fillpoint bench`.
+arrives; the request then waits for the idle work to stop (its model call under way stops
+within a graph node), and runs. malloc's arenas are limited as the server limits them, so
+what memory costs in page faults counts too. What it reports is what the engine adds to a
+request in the replay (the protocol adds about 1.5 ms more), and how often the idle work
+finished in the pause: a quick way to compare changes to the engine before a full
+`fillpoint bench`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class Timed:
 
     kind: str  # "complete" or "inline"
     typed: int  # characters of the name typed before the request (0: at its start)
-    ms: float  # the wait for the idle work's current call, plus the request
+    ms: float  # the wait for the idle work to stop, plus the request
     idle_ms: float  # how long the idle work ran, cut short or not
     finished: bool  # whether the idle work finished within the pause
 

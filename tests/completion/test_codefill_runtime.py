@@ -19,6 +19,7 @@ from fillpoint.completion.codefill_streams import (  # noqa: E402
 )
 from fillpoint.completion.declarations import Declaration  # noqa: E402
 from fillpoint.completion.documents import Document  # noqa: E402
+from fillpoint.completion.runtime import stops_with  # noqa: E402
 from fillpoint.completion.types import Cancelled, CancelToken, Position  # noqa: E402
 from fillpoint.models.codefill import CodeFill, CodeFillConfig, save_pretrained  # noqa: E402
 from fillpoint.training.export_codefill import export_onnx, parity, release  # noqa: E402
@@ -343,6 +344,11 @@ def test_the_window_run_ahead_makes_its_move_cost_only_the_new_names(
     assert rt.warm(long[:at], ahead=True) == max(0, ahead[0].shape[1] - WARM_CHUNK)
     assert rt.warm(long[:at], ahead=True) == 0
     later = long[: at + 120]  # the window has moved to the one run ahead
+    stopped = CancelToken()
+    stopped.cancel()
+    with pytest.raises(Cancelled), stops_with(stopped):  # a stopped move keeps the window
+        rt.next_names(later)
+    assert rt._ahead is not None
     before = rt.names_run
     got = [(c.name, round(c.probability, 4)) for c in rt.next_names(later)]
     new = rt.encode(later)[0].shape[1] - ahead[0].shape[1] + 1  # the last one ran again

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fillpoint.completion import decoding
-from fillpoint.completion.runtime import OnnxDecoder
+from fillpoint.completion.runtime import OnnxDecoder, stops_with
 from fillpoint.completion.types import Cancelled, CancelToken
 
 
@@ -41,6 +41,21 @@ def test_prefill_matches_fresh_run(tiny_fp32_model_dir: Path) -> None:
     edited = ids[:5] + ids[7:]
     got, _ = cache.prefill(edited)
     want, _ = lm.step(np.asarray([edited]), lm.empty_past(1))
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_a_stopped_call_keeps_the_prompt_it_would_have_replaced(tiny_fp32_model_dir: Path) -> None:
+    lm = OnnxDecoder(tiny_fp32_model_dir)
+    cache = decoding.PrefixCache(lm)
+    ids = lm.encode("def area(width, height):\n    return width * height\n")
+    cache.prefill(ids[:-4])
+    stopped = CancelToken()
+    stopped.cancel()
+    with pytest.raises(Cancelled), stops_with(stopped):
+        cache.prefill(ids)
+    assert cache.cached(ids) == len(ids) - 4
+    got, _ = cache.prefill(ids)
+    want, _ = lm.step(np.asarray([ids]), lm.empty_past(1))
     np.testing.assert_allclose(got, want, atol=1e-4)
 
 

@@ -11,8 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fillpoint.completion.runtime import OnnxDecoder, byte_decoder, split_point
-from fillpoint.completion.types import EngineError
+from fillpoint.completion.runtime import (
+    OnnxDecoder,
+    byte_decoder,
+    split_point,
+    stopping,
+    stops_with,
+)
+from fillpoint.completion.types import Cancelled, CancelToken, EngineError
 
 pytestmark = pytest.mark.slow
 
@@ -253,3 +259,33 @@ def test_resident_memory_is_read_where_the_system_tells_it() -> None:
         assert rss is not None and 10 < rss < 1e6  # this test process: tens of MiB at least
     else:
         assert rss is None
+
+
+def test_a_token_tells_its_callbacks_once_and_late_ones_at_once() -> None:
+    token, told = CancelToken(), []
+    token.on_cancel(lambda: told.append("early"))
+    assert told == []
+    token.cancel()
+    token.cancel()
+    token.on_cancel(lambda: told.append("late"))
+    assert told == ["early", "late"] and token.cancelled
+
+
+def test_model_calls_stop_with_their_token_inside_the_block_only(lm: OnnxDecoder) -> None:
+    ids = np.asarray([lm.encode("def f(x):\n    return x")])
+    want, _ = lm.run(ids, lm.empty_past(1))
+    with stops_with(CancelToken()):  # a token not cancelled changes nothing
+        got, _ = lm.run(ids, lm.empty_past(1))
+    np.testing.assert_array_equal(got, want)
+    stopped = CancelToken()
+    stopped.cancel()
+    with pytest.raises(Cancelled), stops_with(stopped):
+        lm.run(ids, lm.empty_past(1))
+    with pytest.raises(Cancelled):  # the same on another thread's work
+        stopping(stopped, lm.run, ids, lm.empty_past(1))
+    with stops_with(CancelToken()):
+        with pytest.raises(Cancelled), stops_with(stopped):
+            lm.run(ids, lm.empty_past(1))
+        lm.run(ids, lm.empty_past(1))  # the outer block's token again
+    got, _ = lm.run(ids, lm.empty_past(1))  # and none after the blocks
+    np.testing.assert_array_equal(got, want)
