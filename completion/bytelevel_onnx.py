@@ -17,7 +17,7 @@ from .bytelevel import ByteLevel, cut_point, with_strings
 from .bytelevel_base import ByteTokenizer, Ids, TokenStream, log_softmax
 from .bytelevel_valid import PROJECT_PATTERN, project_classes
 from .decoding import NEGLIGIBLE, PREFILL_CHUNK, longest_start
-from .runtime import OnnxDecoder, byte_decoder
+from .runtime import OnnxDecoder, byte_decoder, in_chunks
 from .types import CancelToken, EngineError
 
 
@@ -271,11 +271,8 @@ class OnnxScorer:
         if prefix in self._cache:
             return 0
         n, _ = self._longest(prefix)
-        for end in range(n + PREFILL_CHUNK, len(prefix), PREFILL_CHUNK):
-            self._entry(prefix[:end])  # each replaces the one before: a prefix of it
-            if check is not None:
-                check()
-        self._entry(prefix)
+        # each entry replaces the one before: a prefix of it
+        in_chunks(lambda end: self._entry(prefix[:end]), n, len(prefix), PREFILL_CHUNK, check)
         return len(prefix) - n
 
     def warm_ahead(self, prefix: Ids, check: Callable[[], None] | None = None) -> int:

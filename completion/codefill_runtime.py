@@ -215,15 +215,11 @@ class CodeFillRuntime:
         """
         with self._lock:
             cached_n, cached_t, cached_past, last = self._cache
-            ahead = self._ahead
         if last is not None and np.array_equal(cached_n, names) and np.array_equal(cached_t, types):
             return last[0], last[1], cached_past
         n = names.shape[1]
-        common = _common_start(cached_n, cached_t, names, types, n - 1)  # the last one runs
-        used_ahead = False
-        if ahead is not None and (moved := _common_start(*ahead[:2], names, types, n - 1)) > common:
-            common, cached_past = moved, ahead[2]  # the window moved to the one run ahead
-            used_ahead = n > ahead[0].shape[1]
+        common, cached_past, ahead = self._longest_kept(names, types, n - 1)  # the last one runs
+        used_ahead = ahead is not None and n > ahead[0].shape[1]
         past = cached_past[:, :, :, :, :common] if common else self.empty_past()
         name_logits, type_logits, present = self.run(
             names[:, common:], types[:, common:], np.ascontiguousarray(past), last=1
@@ -236,6 +232,20 @@ class CodeFillRuntime:
             if used_ahead and self._ahead is ahead:
                 self._ahead = None  # all its keys/values are this prompt's now
         return name_logits, type_logits, present
+
+    def _longest_kept(
+        self, names: np.ndarray, types: np.ndarray, limit: int
+    ) -> tuple[int, np.ndarray, tuple | None]:
+        """The longest start of a prompt (at most `limit` names) that a kept cache holds:
+        its length, that cache's keys/values, and the window run ahead when it is that one
+        (the window has moved to it)."""
+        with self._lock:
+            cached_n, cached_t, cached_past, _ = self._cache
+            ahead = self._ahead
+        common = _common_start(cached_n, cached_t, names, types, limit)
+        if ahead is not None and (moved := _common_start(*ahead[:2], names, types, limit)) > common:
+            return moved, ahead[2], ahead
+        return common, cached_past, None
 
     def warm(self, prefix: str, cancel: CancelToken | None = None, ahead: bool = False) -> int:
         """Run the prompt a request after `prefix` would use, a chunk of names at a time
@@ -257,14 +267,16 @@ class CodeFillRuntime:
         """`prompt`, with the names no kept cache holds run WARM_CHUNK at a time and `cancel`
         checked between calls: work cut short by a request holds it up for one chunk at
         most, and what ran stays kept."""
-        if cancel is not None:
-            with self._lock:
-                kept = [self._cache[:2], *([self._ahead[:2]] if self._ahead is not None else [])]
-            done = max(_common_start(*k, names, types, names.shape[1]) for k in kept)
-            for end in range(done + WARM_CHUNK, names.shape[1], WARM_CHUNK):
-                self.prompt(names[:, :end], types[:, :end])
-                cancel.check()
-        return self.prompt(names, types)
+        if cancel is None:
+            return self.prompt(names, types)
+        n = names.shape[1]
+        return runtime.in_chunks(
+            lambda end: self.prompt(names[:, :end], types[:, :end]),
+            self._longest_kept(names, types, n)[0],
+            n,
+            WARM_CHUNK,
+            cancel.check,
+        )
 
     def _warm_ahead(self, prefix: str, cancel: CancelToken | None) -> int:
         if (target := self.ahead(prefix)) is None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .bytelevel_base import best_extensions
-from .runtime import OnnxDecoder, log_softmax
+from .runtime import OnnxDecoder, in_chunks, log_softmax
 from .types import CancelToken, MidTokenMode
 
 WORD = re.compile(r"\w+")
@@ -229,12 +229,13 @@ class PrefixCache:
         """`prefill`, with the part not cached run `chunk` (PREFILL_CHUNK) tokens per call
         and `cancel` checked between calls: work cut short by a request holds it up for one
         chunk at most, and what ran stays kept."""
-        chunk = chunk or PREFILL_CHUNK
-        for end in range(self.cached(ids) + chunk, len(ids), chunk):
-            self.prefill(ids[:end])
-            if cancel is not None:
-                cancel.check()
-        return self.prefill(ids)
+        return in_chunks(
+            lambda end: self.prefill(ids[:end]),
+            self.cached(ids),
+            len(ids),
+            chunk or PREFILL_CHUNK,
+            cancel.check if cancel is not None else None,
+        )
 
 
 def warm(
