@@ -161,12 +161,20 @@ def server_options(args: argparse.Namespace) -> dict[str, Any] | None:
     return options or None
 
 
-async def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
-    """Start the servers (one after the other, for clean cold starts), replay, collect."""
+def typing_sessions(
+    args: argparse.Namespace, n_requests: int
+) -> tuple[list[tuple[str, str]], list[Session]]:
+    """The held-out files (name, text) and the replay's typing sessions over them,
+    `n_requests` requests in all."""
     files = held_out_files(args.corpus, args.files, args.seed)
     if not files:
         raise SystemExit("fillpoint bench: no held-out files found")
-    sessions = plan(files, args.requests, args.seed)
+    return files, plan(files, n_requests, args.seed)
+
+
+async def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    """Start the servers (one after the other, for clean cold starts), replay, collect."""
+    files, sessions = typing_sessions(args, args.requests)
     loadavg = os.getloadavg()
     servers = [BenchedServer(report.FILLPOINT, fillpoint_command(), server_options(args))]
     jedi = None if args.no_jedi else jedi_command()
@@ -258,14 +266,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.in_process:
         from .bench_inprocess import main_in_process
 
-        sessions = plan(
-            held_out_files(args.corpus, args.files, args.seed), args.requests, args.seed
-        )
+        _, sessions = typing_sessions(args, args.requests)
         return main_in_process(args.model, sessions, args.gap_ms, args.out, command)
     if args.profile:
         from .bench_profile import main_profile
 
-        sessions = plan(held_out_files(args.corpus, args.files, args.seed), args.profile, args.seed)
+        _, sessions = typing_sessions(args, args.profile)
         return main_profile(
             args.model,
             sessions,
