@@ -26,6 +26,7 @@ from .recycling import DRAFTERS, Recycler
 from .runtime import OnnxDecoder, stopping, stops_with
 from .typed_through import TypedThrough
 from .types import (
+    Cancelled,
     CancelToken,
     CompletionCandidate,
     CompletionResult,
@@ -61,6 +62,16 @@ def default_model_path() -> Path:
 
 
 R = TypeVar("R")
+
+
+def _unless_cancelled(
+    cancel: CancelToken | None, call: Callable[..., R], *args: object
+) -> R | None:
+    """`runtime.stopping(cancel, call, *args)`, or None once it is cancelled."""
+    try:
+        return stopping(cancel, call, *args)
+    except Cancelled:
+        return None
 
 
 def _stoppable(
@@ -205,7 +216,7 @@ class Engine:
         lm, vocab = model
         # CodeFill runs on its own thread meanwhile: its lexing and model calls overlap the
         # decoder's beam on the other core.
-        named_later = self._side.submit(stopping, cancel, self._codefill_names, head, ctx, cancel)
+        named_later = self._on_side(cancel, self._codefill_names, head, ctx, cancel)
         weight = self.settings.codefill_weight
         ensemble = False  # CodeFill's names join the byte-level search instead of the mixture
         try:
@@ -213,7 +224,7 @@ class Engine:
                 names: list[tuple[str, float]] = []
                 if ensemble := self.settings.byte_ensemble:
                     cut = len(ctx.partial)
-                    names = [(n[cut:], p) for n, p in named_later.result().items()]
+                    names = [(n[cut:], p) for n, p in (named_later.result() or {}).items()]
                 with self._bytelevel_lock:
                     found = exact_candidates(bytelevel, ctx, cancel, names, weight)
             else:
@@ -221,6 +232,8 @@ class Engine:
                 found = model_candidates(lm, vocab, ctx, self._mode(), cancel, cache)
         finally:
             named = named_later.result()  # never left running into the next request
+        if named is None:
+            raise Cancelled("request cancelled")
         if ensemble:
             named, weight = {}, 0.0  # already in the byte-level search
         pool = max(self.settings.max_items, TYPED_POOL)
@@ -247,11 +260,7 @@ class Engine:
             codefill = self._codefill
         # CodeFill's prompt runs on its own thread meanwhile (the lists' CodeFill names queue
         # behind it there)
-        side = (
-            [self._side.submit(stopping, cancel, codefill.warm, head, cancel)]
-            if codefill is not None
-            else []
-        )
+        side = [self._on_side(cancel, codefill.warm, head, cancel)] if codefill is not None else []
         try:
             ran = 0
             lm, _ = model
@@ -283,13 +292,26 @@ class Engine:
                 self.complete(doc, pos, cancel)
             # least urgent: the windows the prompts move to, requests from now
             if codefill is not None:
-                side.append(self._side.submit(stopping, cancel, codefill.warm, head, cancel, True))
+                side.append(self._on_side(cancel, codefill.warm, head, cancel, True))
             if bytelevel is not None:
                 with self._bytelevel_lock:
                     ran += bytelevel.warm(ctx.prefix, suffix, lists is not None, cancel, ahead=True)
         finally:
             futures.wait(side)  # never left running into the next request
-        return ran + sum(done.result() for done in side)
+        side_ran = [done.result() for done in side]
+        if None in side_ran:
+            raise Cancelled("request cancelled")
+        return ran + sum(side_ran)
+
+    def _on_side(
+        self, cancel: CancelToken | None, call: Callable[..., R], *args: object
+    ) -> futures.Future[R | None]:
+        """`call(*args)` on the CodeFill thread, its model calls stopped by `cancel`
+        (`runtime.stopping`). Once cancelled, its result is None rather than a Cancelled
+        exception, which the caller raises afresh: an exception kept in the future would
+        hold the waiting frame, and the arrays in it, in a reference cycle (frame, future,
+        exception, traceback, frame) until the garbage collector ran."""
+        return self._side.submit(_unless_cancelled, cancel, call, *args)
 
     def _offers_ghost(self, ctx: Context) -> bool:
         """Whether ghost text is offered at this cursor: it is on, and the cursor is not

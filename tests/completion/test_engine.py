@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import math
 import re
+import types
 from pathlib import Path
 
 import pytest
@@ -250,6 +252,29 @@ def test_the_shipped_release_serves_codefill_names_in_the_list(release_model_dir
     assert off._codefill is None and all(
         i.source != "codefill" for i in off.complete(doc, pos).items
     )
+
+
+def test_cancelled_work_leaves_no_reference_cycle(release_model_dir: Path) -> None:
+    # a Cancelled kept in the CodeFill thread's future held the waiting frame, and the
+    # arrays in it, until the garbage collector ran: megabytes per keystroke-cut idle work
+    eng = Engine(EngineSettings(model_path=str(release_model_dir)))
+    eng.load()
+    assert eng._codefill is not None
+    doc, pos = at_end(SOURCE + "        self.")
+    cancel = CancelToken()
+    cancel.cancel()
+    gc.collect()
+    for call in (eng.complete, eng.prepare):
+        with pytest.raises(Cancelled):
+            call(doc, pos, cancel)
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        gc.collect()
+        frames = [o for o in gc.garbage if isinstance(o, types.FrameType)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert frames == []
 
 
 def test_byte_level_ensembling_puts_codefill_names_into_the_byte_search(
