@@ -13,6 +13,7 @@ import asyncio
 import os
 import re
 import shlex
+import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -89,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="instead: replay the requests in-process, the idle work cut at the pause; engine "
         "latency and how often the idle work finished (OUT.inprocess.md)",
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        metavar="N",
+        help="replay N times, each with fresh server processes; latencies over all replays, "
+        "the median cold start, the highest peak RSS",
     )
     p.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help="writes OUT.json, OUT.md and OUT.png"
@@ -176,26 +185,32 @@ async def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     """Start the servers (one after the other, for clean cold starts), replay, collect."""
     files, sessions = typing_sessions(args, args.requests)
     loadavg = os.getloadavg()
-    servers = [BenchedServer(report.FILLPOINT, fillpoint_command(), server_options(args))]
     jedi = None if args.no_jedi else jedi_command()
-    if jedi is not None:
-        servers.append(BenchedServer(report.JEDI, jedi, JEDI_OPTIONS))
-    elif not args.no_jedi:
+    if jedi is None and not args.no_jedi:
         print("fillpoint bench: jedi-language-server not found; comparing nothing", file=sys.stderr)
-    try:
-        for s in servers:
-            await s.start()
-            s.start_cpu_window()
-        for s in servers:  # one replay after the other: neither server edits while the
-            # other is timed (jedi-language-server parses each change it is sent, which took
-            # the cores from fillpoint's idle work when both were sent every keystroke)
-            changes = await replay([s], sessions, args.chunk, args.gap_ms)
-        summaries = {
-            s.name: report.server_summary(s, s.cpu_window(), s.peak_rss_mb()) for s in servers
-        }
-    finally:
-        for s in servers:
-            await s.stop()
+    readings: dict[str, list[tuple[BenchedServer, float, float]]] = {}
+    for r in range(args.repeats):
+        if args.repeats > 1:
+            print(f"fillpoint bench: replay {r + 1} of {args.repeats}", file=sys.stderr)
+        servers = [BenchedServer(report.FILLPOINT, fillpoint_command(), server_options(args))]
+        if jedi is not None:
+            servers.append(BenchedServer(report.JEDI, jedi, JEDI_OPTIONS))
+        try:
+            for s in servers:
+                await s.start()
+                s.start_cpu_window()
+            for s in servers:  # one replay after the other: neither server edits while the
+                # other is timed (jedi-language-server parses each change it is sent, which
+                # took the cores from fillpoint's idle work when both were sent every keystroke)
+                changes = await replay([s], sessions, args.chunk, args.gap_ms)
+            for s in servers:
+                readings.setdefault(s.name, []).append((s, s.cpu_window(), s.peak_rss_mb()))
+        finally:
+            for s in servers:
+                await s.stop()
+    servers = [pooled(runs) for runs in readings.values()]
+    summaries = {s.name: report.server_summary(s, cpu, rss) for s, cpu, rss in servers}
+    servers = [s for s, _, _ in servers]
     meta = {"command": command, "loadavg": loadavg, "changes": changes, "model": args.model}
     result = _result(servers, summaries, files, sessions, args, meta)
     if args.decoding > 0:
@@ -206,6 +221,17 @@ async def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
         model = Path(args.model) if args.model else default_model_path()
         result["decoding"] = compare(model, files, args.decoding, args.seed)
     return result
+
+
+def pooled(runs: list[tuple[BenchedServer, float, float]]) -> tuple[BenchedServer, float, float]:
+    """One server's replays as one: (the first replay's server holding every replay's
+    requests and the median cold start, CPU seconds of all replays, the highest peak RSS)."""
+    first = runs[0][0]
+    for server, _, _ in runs[1:]:
+        first.timings.extend(server.timings)
+    starts = [s.cold_start_ms for s, _, _ in runs if s.cold_start_ms is not None]
+    first.cold_start_ms = statistics.median(starts) if starts else None
+    return first, sum(cpu for _, cpu, _ in runs), max(rss for _, _, rss in runs)
 
 
 def _result(
@@ -235,6 +261,7 @@ def _result(
             "seed": args.seed,
             "chunk": args.chunk,
             "gap_ms": args.gap_ms,
+            "repeats": args.repeats,
             "keystrokes": meta["changes"],
             "completion_requests": sum(r.kind == "complete" for r in reqs),
             "mid_token_requests": sum(r.kind == "complete" and r.typed > 0 for r in reqs),

@@ -58,6 +58,11 @@ class Timings:
     inline_ms: list[float] = field(default_factory=list)
     inline_nonempty: list[bool] = field(default_factory=list)
 
+    def extend(self, other: Timings) -> None:
+        """Add another replay's requests to these."""
+        for name, values in vars(other).items():
+            getattr(self, name).extend(values)
+
 
 class BenchedServer:
     """A server subprocess driven by pygls' LanguageClient, with its process readings."""

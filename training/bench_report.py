@@ -114,7 +114,14 @@ def to_markdown(result: dict[str, Any], png_name: str | None) -> str:
         f"{work['chunk']} character(s) per didChange ({work['keystrokes']} changes); "
         f"{work['completion_requests']} completion and {work['inline_requests']} inline requests. "
         "Latency is client-side (request sent to answer read) through the real server "
-        "over stdio; each server replays the files alone, one after the other. Before each "
+        "over stdio; each server replays the files alone, one after the other"
+        + (
+            f", {work['repeats']} times, each time from a fresh process (latencies over all "
+            "replays, the median cold start, the highest peak RSS)"
+            if work.get("repeats", 1) > 1
+            else ""
+        )
+        + ". Before each "
         "request the server catches up on the keystrokes so far (a barrier), the user pauses "
         f"{work.get('gap_ms', 0)} ms, then the last keystroke and the request go together, "
         "so the request pays for that keystroke's edit.",

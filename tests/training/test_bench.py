@@ -155,3 +155,18 @@ def test_bench_writes_all_outputs(tiny_model_dir: Path, tmp_path: Path) -> None:
     jedi = result["servers"]["jedi-language-server"]
     assert jedi["completion"]["n"] == n_complete and jedi["inline"] is None
     assert result["p95_ratio_vs_jedi"] > 0
+
+
+def test_repeated_replays_pool_their_requests(tiny_model_dir: Path, tmp_path: Path) -> None:
+    stem = tmp_path / "benchmarks"
+    argv = ["--model", str(tiny_model_dir), "--corpus", str(tmp_path / "no-corpus")]
+    argv += ["--files", "1", "--requests", "6", "--no-jedi", "--decoding", "0"]
+    assert bench.main([*argv, "--repeats", "2", "--out", str(stem)]) == 0
+    result = json.loads(stem.with_suffix(".json").read_text())
+    work, ours = result["workload"], result["servers"]["fillpoint"]
+    assert work["repeats"] == 2 and "2 times, each time from a fresh process" in (
+        stem.with_suffix(".md").read_text()
+    )
+    assert ours["completion"]["n"] == 2 * work["completion_requests"] > 0
+    assert len(result["samples"]["fillpoint"]["completion"]) == ours["completion"]["n"]
+    assert 0 < ours["cold_start_ms"] < 180_000
