@@ -160,13 +160,15 @@ def stops_with(cancel: CancelToken | None) -> Iterator[None]:
         yield
         return
     options = ort.RunOptions()
-    cancel.on_cancel(functools.partial(setattr, options, "terminate", True))
+    stop = functools.partial(setattr, options, "terminate", True)
+    cancel.on_cancel(stop)
     outer = getattr(_stoppable, "options", None)
     _stoppable.options = options
     try:
         yield
     finally:
         _stoppable.options = outer
+        cancel.forget(stop)
 
 
 def stopping(cancel: CancelToken | None, call: Callable[..., T], *args: Any) -> T:

@@ -52,6 +52,13 @@ class CancelToken:
                 return
         callback()
 
+    def forget(self, callback: Callable[[], None]) -> None:
+        """Do not call `callback` on cancel after all (a token that outlives many calls
+        does not gather them)."""
+        with self._lock:
+            if callback in self._callbacks:
+                self._callbacks.remove(callback)
+
     @property
     def cancelled(self) -> bool:
         """True once cancel() was called."""

@@ -269,6 +269,11 @@ def test_a_token_tells_its_callbacks_once_and_late_ones_at_once() -> None:
     token.cancel()
     token.on_cancel(lambda: told.append("late"))
     assert told == ["early", "late"] and token.cancelled
+    kept = CancelToken()
+    kept.on_cancel(forgotten := lambda: told.append("forgotten"))
+    kept.forget(forgotten)
+    kept.cancel()
+    assert told == ["early", "late"]
 
 
 def test_model_calls_stop_with_their_token_inside_the_block_only(lm: OnnxDecoder) -> None:
@@ -289,3 +294,8 @@ def test_model_calls_stop_with_their_token_inside_the_block_only(lm: OnnxDecoder
         lm.run(ids, lm.empty_past(1))  # the outer block's token again
     got, _ = lm.run(ids, lm.empty_past(1))  # and none after the blocks
     np.testing.assert_array_equal(got, want)
+    many = CancelToken()
+    for _ in range(3):
+        with stops_with(many):
+            lm.run(ids, lm.empty_past(1))
+    assert many._callbacks == []  # a block's hook goes with it
