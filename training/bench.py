@@ -208,9 +208,9 @@ async def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
         finally:
             for s in servers:
                 await s.stop()
-    servers = [pooled(runs) for runs in readings.values()]
-    summaries = {s.name: report.server_summary(s, cpu, rss) for s, cpu, rss in servers}
-    servers = [s for s, _, _ in servers]
+    merged = [pooled(runs) for runs in readings.values()]
+    summaries = {s.name: report.server_summary(s, cpu, rss) for s, cpu, rss in merged}
+    servers = [s for s, _, _ in merged]
     meta = {"command": command, "loadavg": loadavg, "changes": changes, "model": args.model}
     result = _result(servers, summaries, files, sessions, args, meta)
     if args.decoding > 0:

@@ -113,7 +113,7 @@ class InPlace:
 
     def __init__(self, layers: int, heads: int, head_dim: int, capacity: int) -> None:
         self.session = _session(in_place_graph(layers, heads, head_dim))
-        self.layers, self.heads, self.head_dim = layers, heads, head_dim
+        self.layers = layers
         shape = (1, heads, capacity, head_dim)
         self.cache = [np.zeros(shape, np.float32) for _ in range(2 * layers)]
 

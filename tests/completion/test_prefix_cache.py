@@ -81,7 +81,6 @@ def test_interleaved_prompts_each_run_only_their_new_tokens(tiny_fp32_model_dir:
 def test_warm_runs_the_window_in_chunks_and_stops_when_cancelled(
     tiny_fp32_model_dir: Path,
 ) -> None:
-
     lm = OnnxDecoder(tiny_fp32_model_dir)
     cache = decoding.PrefixCache(lm)
     ran: list[int] = []
