@@ -528,9 +528,11 @@ class ByteLevelDecoder:
         max_tokens: int = 48,
         cancel: CancelToken | None = None,
         width: int = 1,
+        eps: float | None = None,
     ) -> str:
         """The rest of the line at the end of `prefix`: greedy byte by byte until the token
-        boundary is healed, then greedy token by token (`width` 1) or a beam of `width`."""
+        boundary is healed (one cover holds 1 - `eps` of the mass; default: the decoder's),
+        then greedy token by token (`width` 1) or a beam of `width`."""
         ctx = self._context(suffix)
         room = self._room(max_tokens + 16)  # 16 bytes at most in byte mode
         if cancel is not None:  # else the search runs the prompt, in one call
@@ -540,7 +542,7 @@ class ByteLevelDecoder:
             stop=lambda b: b"\n" in b,
             max_bytes=8 * max_tokens,
             context=ctx,
-            eps=self.eps,
+            eps=self.eps if eps is None else eps,
             max_tokens=max_tokens,
             max_prefix=room,
             check=cancel.check if cancel is not None else None,

@@ -397,7 +397,7 @@ def test_prepare_makes_the_list_after_the_keystroke_the_decoder_expects(
         ("if ok:\n  ", " return", ("", False)),  # a space that does not
     ],
 )
-def test_the_keystroke_guess_is_where_the_ghost_text_ends_the_name(
+def test_the_keystroke_guess_is_where_the_decoded_text_ends_the_name(
     tiny_model_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
     text: str,
@@ -406,10 +406,26 @@ def test_the_keystroke_guess_is_where_the_ghost_text_ends_the_name(
 ) -> None:
     eng = Engine(EngineSettings(model_path=str(tiny_model_dir)))
     eng.load()
-    monkeypatch.setattr(eng, "inline", lambda *a, **k: InlineResult(ghost))
+    monkeypatch.setattr(eng, "_ahead", lambda *a, **k: ghost)
     doc, pos = at_end(text)
     model = (eng._lm, eng._vocab)
     assert eng._next_keystroke(doc, pos, build_context(doc, pos), model, None) == want
+
+
+def test_prepare_makes_the_guessed_keystrokes_list_before_the_ghost_text(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    eng = Engine(EngineSettings(model_path=str(tiny_model_dir)))
+    eng.load()
+    made: list[str] = []
+    monkeypatch.setattr(eng, "_ahead", lambda *a, **k: ".getcwd()")
+    monkeypatch.setattr(eng, "_speculate", lambda doc, ctx, key, *a: made.append(f"list {key}"))
+    monkeypatch.setattr(eng, "inline", lambda *a, **k: made.append("ghost") or InlineResult())
+    monkeypatch.setattr(eng, "complete", lambda *a, **k: made.append("list here"))
+    doc, pos = at_end("import os\nprint(os)\nos.getcwd()\nz = os")
+    eng.prepare(doc, pos)
+    # the decoder's keystroke, the ghost text, the file's habit (`os)`), the list here
+    assert made == ["list .", "ghost", "list )", "list here"]
 
 
 def test_file_follower_is_the_files_habit_after_the_name() -> None:
