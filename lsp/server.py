@@ -255,6 +255,7 @@ class FillpointServer(LanguageServer):
         self._inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fillpoint-infer")
         self._prefetch_timer: asyncio.TimerHandle | None = None
         self._prefetch_token: CancelToken | None = None
+        self._resume_prefetch = False  # a request cut idle work: it resumes after the requests
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run a coroutine in the background, keeping a reference until it finishes."""
@@ -375,7 +376,9 @@ class FillpointServer(LanguageServer):
         if reason is not None or engine is None or doc is None:
             self.log_client(logging.DEBUG, f"{kind} at {uri}: {reason}")
             return None
-        self.cancel_prefetch()  # a request goes before idle work
+        # A request goes before idle work; idle work it cuts resumes at its cursor once the
+        # requests in flight are answered and no edit came meanwhile (`_resume_prefetch`).
+        self._resume_prefetch |= self.cancel_prefetch()
         key = (uri, kind)
         if (older := self._inflight.get(key)) is not None:
             older.cancel()  # a newer request for the same document supersedes it
@@ -401,6 +404,11 @@ class FillpointServer(LanguageServer):
         finally:
             if self._inflight.get(key) is token:
                 del self._inflight[key]
+            if self._resume_prefetch and not self._inflight:
+                self._resume_prefetch = False
+                now = self.store.snapshot(uri)
+                if now is not None and now.version == doc.version and not token.cancelled:
+                    self.schedule_prefetch(uri, pos)
 
     def schedule_prefetch(self, uri: str, pos: Position) -> None:
         """After an edit, warm the models' caches for a request at `pos` once the user
@@ -410,14 +418,17 @@ class FillpointServer(LanguageServer):
             loop = asyncio.get_running_loop()
             self._prefetch_timer = loop.call_later(PREFETCH_DELAY_S, self._start_prefetch, uri, pos)
 
-    def cancel_prefetch(self) -> None:
-        """Drop the pending prefetch; a running one stops inside its current model call."""
+    def cancel_prefetch(self) -> bool:
+        """Drop the pending prefetch; a running one stops inside its current model call.
+        Returns whether there was one."""
+        cut = self._prefetch_timer is not None or self._prefetch_token is not None
         if self._prefetch_timer is not None:
             self._prefetch_timer.cancel()
             self._prefetch_timer = None
         if self._prefetch_token is not None:
             self._prefetch_token.cancel()
             self._prefetch_token = None
+        return cut
 
     def _start_prefetch(self, uri: str, pos: Position) -> None:
         self._prefetch_timer = None

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from lsp_fake_engine import BLOCK_LIMIT_S, BLOCKED, FakeEngine
@@ -11,11 +13,18 @@ from lsp_harness import bounded
 from lsprotocol import types as lsp
 
 from fillpoint.completion.documents import Document
-from fillpoint.completion.types import CompletionResult, InlineResult, Position, Span
+from fillpoint.completion.types import (
+    CancelToken,
+    CompletionResult,
+    InlineResult,
+    Position,
+    Span,
+)
 from fillpoint.lsp.options import parse_options
 from fillpoint.lsp.server import (
     PREFETCH_DELAY_S,
     FillpointServer,
+    Kind,
     _cursor_after,
     _prefer_utf8,
     create_server,
@@ -143,9 +152,63 @@ async def test_an_edit_prefetches_at_the_cursor_once_the_user_pauses(
     assert server.engine.prepared[0][0] == TEXT and server.engine.calls == 0
 
 
-async def test_a_request_goes_before_a_pending_prefetch(server: FillpointServer) -> None:
-    server.schedule_prefetch(URI, Position(2, 3))
+async def test_a_request_goes_before_a_pending_prefetch_which_resumes_after_it(
+    server: FillpointServer,
+) -> None:
+    server.schedule_prefetch(URI, Position(2, 2))
+    ran = server.run_engine("complete", URI, lsp.Position(2, 3))
+    assert await bounded(ran) is not None
+    assert server.engine.calls == 1 and server.engine.prepared == []  # the request went first
+    await bounded(_prefetched(server, 1))  # the user still pauses: at the request's cursor
+    await asyncio.sleep(SETTLE_S)
+    assert server.engine.prepared == [(TEXT, Position(2, 3))]
+
+
+async def test_a_request_that_cut_no_idle_work_starts_none(server: FillpointServer) -> None:
     assert await bounded(server.run_engine("complete", URI, lsp.Position(2, 3))) is not None
+    await asyncio.sleep(SETTLE_S)
+    assert server.engine.prepared == []
+
+
+def _cut_by_held_requests(
+    server: FillpointServer, monkeypatch: pytest.MonkeyPatch, *requests: tuple[Kind, lsp.Position]
+) -> tuple[threading.Event, list[asyncio.Future[Any]]]:
+    """Pending idle work cut by `requests`, which the fake engine holds until the returned
+    event is set; their futures."""
+    gate, complete = threading.Event(), server.engine.complete
+
+    def held(doc: Document, pos: Position, cancel: CancelToken | None = None) -> CompletionResult:
+        gate.wait(BLOCK_LIMIT_S)
+        return complete(doc, pos, cancel)
+
+    monkeypatch.setattr(server.engine, "complete", held)
+    server.schedule_prefetch(URI, Position(2, 2))
+    return gate, [asyncio.ensure_future(server.run_engine(k, URI, at)) for k, at in requests]
+
+
+async def test_cut_idle_work_resumes_once_every_request_is_answered(
+    server: FillpointServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate, (first, second) = _cut_by_held_requests(
+        server, monkeypatch, ("complete", lsp.Position(2, 3)), ("inline", lsp.Position(1, 3))
+    )
+    await asyncio.sleep(SETTLE_S)
+    assert server.engine.prepared == []
+    gate.set()
+    assert await bounded(first) is not None and await bounded(second) is not None
+    await bounded(_prefetched(server, 1))
+    await asyncio.sleep(SETTLE_S)
+    assert server.engine.prepared == [(TEXT, Position(1, 3))]  # the last request's cursor
+
+
+async def test_cut_idle_work_does_not_resume_after_an_edit(
+    server: FillpointServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate, (ran,) = _cut_by_held_requests(server, monkeypatch, ("complete", lsp.Position(2, 3)))
+    await asyncio.sleep(SETTLE_S)
+    server.store.change(URI, 2, [(Span(Position(0, 0), Position(0, 0)), "#\n")])
+    gate.set()  # the edit's own prefetch (scheduled by didChange) is where the cursor now is
+    assert await bounded(ran) is not None
     await asyncio.sleep(SETTLE_S)
     assert server.engine.prepared == []
 
