@@ -72,10 +72,10 @@ class Options:
     )
     prefetch: bool = _option(
         True,
-        "While the user pauses after an edit, work ahead of the next request: warm the "
-        "models' caches at the cursor and make the ghost text and the completion lists the "
-        "next keystroke most likely asks for. Uses idle CPU; false: the models run for "
-        "requests only.",
+        "While the user pauses after an edit or a request, work ahead of the next request: "
+        "warm the models' caches at the cursor and make the completion lists the next "
+        "keystroke most likely asks for and the ghost text. Uses idle CPU; false: the "
+        "models run for requests only.",
     )
     logLevel: LogLevel = _option(
         "info",
