@@ -220,6 +220,7 @@ async def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
 
         model = Path(args.model) if args.model else default_model_path()
         result["decoding"] = compare(model, files, args.decoding, args.seed)
+    result["checks"] = report.checks(result)
     return result
 
 
@@ -281,7 +282,6 @@ def _result(
             for s in servers
         },
     }
-    result["checks"] = report.checks(result)
     return result
 
 

@@ -139,6 +139,8 @@ def test_bench_writes_all_outputs(tiny_model_dir: Path, tmp_path: Path) -> None:
     for kind, name in (("table", "Token Recycling"), ("document", "drafts from the document")):
         assert decoded["drafters"][kind]["identical"] == 4
         assert decoded["drafters"][kind]["speedup"] > 0 and f"| {name}" in markdown
+    recycling = next(r for r in result["checks"] if r["metric"] == "token_recycling_speedup")
+    assert recycling["value"] == decoded["drafters"]["table"]["speedup"]
     prefill = decoded["prefill"]  # the table learns from the prompts: their prefill's cost
     assert prefill["tokens"] > 0 and prefill["watched_cpu_s"] > 0
     assert "idle work per prompt token" in markdown
@@ -170,3 +172,5 @@ def test_repeated_replays_pool_their_requests(tiny_model_dir: Path, tmp_path: Pa
     assert ours["completion"]["n"] == 2 * work["completion_requests"] > 0
     assert len(result["samples"]["fillpoint"]["completion"]) == ours["completion"]["n"]
     assert 0 < ours["cold_start_ms"] < 180_000
+    recycling = next(r for r in result["checks"] if r["metric"] == "token_recycling_speedup")
+    assert recycling["value"] is None and recycling["met"] is None  # no lines decoded
