@@ -411,8 +411,9 @@ class FillpointServer(LanguageServer):
                     self.schedule_prefetch(uri, pos)
 
     def schedule_prefetch(self, uri: str, pos: Position) -> None:
-        """After an edit, warm the models' caches for a request at `pos` once the user
-        pauses (PREFETCH_DELAY_S without another edit or request)."""
+        """After an edit (or requests that cut idle work short), warm the models' caches for
+        a request at `pos` once the user pauses (PREFETCH_DELAY_S without another edit or
+        request)."""
         self.cancel_prefetch()
         if self.options.prefetch and self.engine is not None and not self.shutdown_requested:
             loop = asyncio.get_running_loop()
