@@ -116,7 +116,8 @@ def model_card(run: Path, tokenizer: Path, evaluation: dict | None) -> tuple[str
     for split, info in splits.items():
         lines.append(
             f"- {split}: {info['files']} files, {info['chars'] / 1e6:.1f}M characters, "
-            f"{info['tokens'] / 1e6:.1f}M tokens"
+            f"{info['tokens'] / 1e6:.1f}M tokens "
+            f"({info['chars'] / max(1, info['tokens']):.2f} characters per token)"
         )
     if packages.get("test"):
         lines.append(f"- test packages: {', '.join(packages['test'])}")

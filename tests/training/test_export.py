@@ -217,6 +217,14 @@ def test_the_card_names_dropout_if_trained_with_it(tiny_run_dir: Path, tmp_path:
     assert ", dropout 0.1 in training" in card
 
 
+def test_the_card_gives_each_splits_characters_per_token(tiny_run_dir: Path) -> None:
+    card, _ = model_card(tiny_run_dir, tiny_run_dir.parent / "tokenizer.json", None)
+    data = Path(json.loads((tiny_run_dir / "train_config.json").read_text())["data"])
+    info = json.loads((data / "train.json").read_text())
+    assert info["tokens"] > 0
+    assert f" ({info['chars'] / info['tokens']:.2f} characters per token)" in card
+
+
 def test_training_run_wrote_its_log_plot_and_checkpoint(tiny_run_dir: Path) -> None:
     rows = [json.loads(x) for x in (tiny_run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(120))
