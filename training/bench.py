@@ -92,6 +92,20 @@ def build_parser() -> argparse.ArgumentParser:
         "latency and how often the idle work finished (OUT.inprocess.md)",
     )
     p.add_argument(
+        "--editor-like",
+        type=int,
+        metavar="MS",
+        help="instead: type the held-out files at a keystroke every MS ms, each with its "
+        "requests sent as editors send them, without waiting for answers; latencies and the "
+        "server's CPU share while typing (OUT.editor.md)",
+    )
+    p.add_argument(
+        "--keystrokes",
+        type=int,
+        default=1200,
+        help="keystrokes in all with --editor-like",
+    )
+    p.add_argument(
         "--repeats",
         type=int,
         default=1,
@@ -295,6 +309,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         _, sessions = typing_sessions(args, args.requests)
         return main_in_process(args.model, sessions, args.gap_ms, args.out, command)
+    if args.editor_like:
+        from .bench_editor import main_editor_like
+
+        _, sessions = typing_sessions(args, args.keystrokes)  # files with somewhere to type
+        options = server_options(args)
+        return main_editor_like(
+            sessions, args.keystrokes, args.editor_like, options, args.out, command
+        )
     if args.profile:
         from .bench_profile import main_profile
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import re
@@ -95,6 +96,27 @@ def test_in_process_replay_cuts_the_idle_work_at_the_pause(
     assert re.search(
         r"\| completion \| \d+ \| [\d.]+ ms \| [\d.]+ ms \| [\d.]+ ms \| \d+/\d+ \|", text
     )
+
+
+def test_editor_like_typing_sends_a_request_at_every_keystroke(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from fillpoint.training import bench_editor
+
+    sessions = plan(held_out_files(tmp_path / "no-corpus", 1, 0), 50, 0)
+    result = asyncio.run(bench_editor.replay(sessions, 12, 5, {"modelPath": str(tiny_model_dir)}))
+    typed = sessions[0].text[sessions[0].start :][:12]
+    assert result["keystrokes"] == len(typed) == 12
+    assert len(result["inline_ms"]) == 12  # ghost text asked for at every keystroke
+    assert len(result["completion_ms"]) == sum(map(bench_editor.asks_for_list, typed))
+    assert result["cpu_s"] > 0 and result["peak_rss_mb"] > 10
+    stem = tmp_path / "editor"
+    argv = ["--model", str(tiny_model_dir), "--corpus", str(tmp_path / "no-corpus")]
+    argv += ["--files", "1", "--editor-like", "5", "--keystrokes", "8", "--out", str(stem)]
+    assert bench.main(argv) == 0
+    text = stem.with_suffix(".editor.md").read_text()
+    assert "--editor-like 5" in text and "8 keystrokes, one every 5 ms" in text
+    assert re.search(r"\| inline \| 8 \| [\d.]+ ms \| [\d.]+ ms \| [\d.]+ ms \|", text)
 
 
 def test_bench_writes_all_outputs(tiny_model_dir: Path, tmp_path: Path) -> None:
