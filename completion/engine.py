@@ -288,7 +288,7 @@ class Engine:
             # own habit after the name, and the list here if it was not made first. The
             # ghost text used to come first, as the source of the guess: then a pause that
             # ended while it was decoded (29 ms on average) left the list unmade.
-            key, goes_on = self._next_keystroke(doc, pos, ctx, model, cancel)
+            key, goes_on = self._next_keystroke(ctx, model, cancel)
             if goes_on and not self._typed.has_list(doc.uri, head, ctx.partial):
                 self.complete(doc, pos, cancel)  # the likeliest keystroke goes into the name
             if key:
@@ -329,8 +329,6 @@ class Engine:
 
     def _next_keystroke(
         self,
-        doc: Document,
-        pos: Position,
         ctx: Context,
         model: tuple[OnnxDecoder, decoding.Vocab],
         cancel: CancelToken | None,

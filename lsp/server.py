@@ -406,7 +406,7 @@ class FillpointServer(LanguageServer):
                 del self._inflight[key]
             if self._resume_prefetch and not self._inflight:
                 self._resume_prefetch = False
-                now = self.store.snapshot(uri)
+                now = self.store.get(uri)  # the version only: no copy of the document
                 if now is not None and now.version == doc.version and not token.cancelled:
                     self.schedule_prefetch(uri, pos)
 

@@ -68,7 +68,7 @@ def server_summary(server: BenchedServer, cpu_s: float, rss_mb: float) -> dict[s
 
 
 def _lookup(summary: dict[str, Any], key: str) -> float | None:
-    """A dotted key of a server summary, or None where it is missing."""
+    """A dotted key of a server summary or a whole result, or None where it is missing."""
     value: Any = summary
     for part in key.split("."):
         value = value.get(part) if isinstance(value, dict) else None
@@ -77,11 +77,10 @@ def _lookup(summary: dict[str, Any], key: str) -> float | None:
 
 def checks(result: dict[str, Any]) -> list[dict[str, Any]]:
     """Each target with fillpoint's measurement and whether it is met (None: not measured)."""
-    recycling = (result.get("decoding") or {}).get("drafters", {}).get("table", {})
     ours = dict(
         result["servers"][FILLPOINT],
         p95_ratio_vs_jedi=result["p95_ratio_vs_jedi"],
-        token_recycling_speedup=recycling.get("speedup"),
+        token_recycling_speedup=_lookup(result, "decoding.drafters.table.speedup"),
     )
     rows = []
     for key, op, target, unit in TARGETS:

@@ -374,7 +374,7 @@ def test_prepare_makes_the_list_after_the_keystroke_the_decoder_expects(
         if ctx.in_string_or_comment:
             continue
         warmed.prepare(doc, pos)
-        key, _ = warmed._next_keystroke(doc, pos, ctx, (warmed._lm, warmed._vocab), None)
+        key, _ = warmed._next_keystroke(ctx, (warmed._lm, warmed._vocab), None)
         if not key:
             continue
         typed, at = at_end(SOURCE[: m.end()] + key)
@@ -409,7 +409,7 @@ def test_the_keystroke_guess_is_where_the_decoded_text_ends_the_name(
     monkeypatch.setattr(eng, "_ahead", lambda *a, **k: ghost)
     doc, pos = at_end(text)
     model = (eng._lm, eng._vocab)
-    assert eng._next_keystroke(doc, pos, build_context(doc, pos), model, None) == want
+    assert eng._next_keystroke(build_context(doc, pos), model, None) == want
 
 
 def test_prepare_makes_the_guessed_keystrokes_list_before_the_ghost_text(
