@@ -71,7 +71,11 @@ def cmd_release(args: argparse.Namespace) -> None:
     from .release import make_release
 
     make_release(
-        Path(args.run), Path(args.tokenizer), Path(args.out), Path(args.eval) if args.eval else None
+        Path(args.run),
+        Path(args.tokenizer),
+        Path(args.out),
+        Path(args.eval) if args.eval else None,
+        card_only=args.card_only,
     )
 
 
@@ -174,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--tokenizer", default="runs/tokenizer.json")
     r.add_argument("--eval", default=None, help="eval results JSON for the model card")
     r.add_argument("--out", default="models/release")
+    r.add_argument(
+        "--card-only",
+        action="store_true",
+        help="rewrite the card and manifest of the release in --out (after a new --eval), "
+        "keeping its model files",
+    )
     r.set_defaults(func=cmd_release)
 
     v = sub.add_parser("eval", help="evaluate a release on the held-out packages")

@@ -160,6 +160,11 @@ def model_card(run: Path, tokenizer: Path, evaluation: dict | None) -> tuple[str
             f"Token-level accuracy (CodeXGLUE rules): {_fmt(tacc['accuracy'])}, identifiers "
             f"{_fmt(tacc.get('identifier_accuracy'))}.",
         ]
+        if exact := tacc.get("exact"):
+            lines[-1] += (
+                f" Counting comments and spelling out every string literal: "
+                f"{_fmt(exact['accuracy'])}."
+            )
     if evaluation:
         lines += ["", "All tables, with statement completion and infilling: docs/evaluation."]
     lines += [
@@ -182,10 +187,24 @@ def model_card(run: Path, tokenizer: Path, evaluation: dict | None) -> tuple[str
     return "\n".join(x for x in lines if x is not None) + "\n", extra
 
 
-def make_release(run: Path, tokenizer: Path, out: Path, eval_json: Path | None = None) -> dict:
-    """Export the run's checkpoint into `out` with a card; returns the manifest."""
+def make_release(
+    run: Path, tokenizer: Path, out: Path, eval_json: Path | None = None, card_only: bool = False
+) -> dict:
+    """Export the run's checkpoint into `out` with a card; returns the manifest. With
+    `card_only`, the release in `out` keeps its files and gets the card and the manifest's
+    description of the run and its evaluation again (after a new evaluation of it)."""
     evaluation = json.loads(eval_json.read_text()) if eval_json else None
     card, extra = model_card(run, tokenizer, evaluation)
+    if card_only:
+        manifest_path = out / "manifest.json"
+        if not manifest_path.exists():
+            raise SystemExit(f"{out} holds no release to write a card for (no manifest.json)")
+        manifest = json.loads(manifest_path.read_text())
+        manifest.update({k: v for k, v in extra.items() if k != "name"})
+        manifest_path.write_text(json.dumps(manifest, indent=2))
+        (out / "README.md").write_text(card)
+        print(f"card and manifest of {out} written again; model files unchanged")
+        return manifest
     manifest = release(run / "checkpoint", tokenizer, out, card, extra)
     print(
         f"released {out}: {manifest['parameters'] / 1e6:.2f}M parameters, "

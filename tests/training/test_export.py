@@ -13,7 +13,7 @@ from test_train import CHECKPOINT_FILES
 
 from fillpoint.models.pycoder import from_pretrained
 from fillpoint.training.export import export_onnx, parity, quantize_int8
-from fillpoint.training.release import model_card
+from fillpoint.training.release import make_release, model_card
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("torch_one_thread")]
 
@@ -247,3 +247,24 @@ def test_the_card_gives_the_evaluation_with_the_line_decoder(tiny_run_dir: Path)
     assert "Line completion (beam of 3, bytelevel prompts): exact match 21.0%, edit" in card
     assert "Greedy decoding: exact match 17.3%, edit similarity 50.4." in card
     assert extra["evaluation"] == evaluation
+
+
+def test_card_only_rewrites_card_and_manifest_and_keeps_the_model(
+    tiny_model_dir: Path, tiny_run_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "release"
+    shutil.copytree(tiny_model_dir, out)
+    before = {f: (out / f).read_bytes() for f in ("model.onnx", "tokenizer.json", "config.json")}
+    accuracy = {"accuracy": 0.589, "identifier_accuracy": 0.436, "tokens": 9, "files": 1}
+    evaluation = {"token_accuracy": {**accuracy, "exact": {**accuracy, "accuracy": 0.558}}}
+    (tmp_path / "results.json").write_text(json.dumps(evaluation))
+    tokenizer = tiny_run_dir.parent / "tokenizer.json"
+    make_release(tiny_run_dir, tokenizer, out, tmp_path / "results.json", card_only=True)
+    assert {f: (out / f).read_bytes() for f in before} == before
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["evaluation"] == evaluation and manifest["files"]
+    card = (out / "README.md").read_text()
+    assert "Token-level accuracy (CodeXGLUE rules): 58.9%, identifiers 43.6%." in card
+    assert "Counting comments and spelling out every string literal: 55.8%." in card
+    with pytest.raises(SystemExit, match="no release"):
+        make_release(tiny_run_dir, tokenizer, tmp_path / "empty", card_only=True)
