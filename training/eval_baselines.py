@@ -69,9 +69,8 @@ def ngram_token_accuracy(ngram: Ngram, corpus: Path, n_files: int = 40, seed: in
     """The trigram model's teacher-forced next-token accuracy on the files `token_accuracy`
     reads: its most frequent token after the previous two (bigram back-off) against each
     lexical token. Statement ends are context, not targets, as layout is for the decoder;
-    comments are not tokens here (the decoder's count includes them). A string literal
-    counts as right when a string was predicted (the model has only `<str>`), which favours
-    the baseline: the decoder must spell the literal."""
+    comments are not tokens here, and a string literal counts as right when a string was
+    predicted (the model has only `<str>`): the rules the decoder's count follows."""
     texts = held_out_texts(corpus, n_files, seed)
     tally = Tally()
     for text in texts:

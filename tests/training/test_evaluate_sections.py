@@ -108,6 +108,8 @@ def test_eval_command_on_tiny_model(
     assert all(m["n"] == 3 and 0 <= m["exact"] <= 1 for m in lines.values())
     trigram = results["token_accuracy_baselines"]["trigram"]
     assert trigram["tokens"] > 0 and 0 < trigram["accuracy"] < 1
+    acc = results["token_accuracy"]  # the same tokens as the trigram; the exact count more
+    assert acc["tokens"] == trigram["tokens"] < acc["exact"]["tokens"]
     # the same model twice: the ablation row must equal the main run's numbers
     rows = list(results["ablation"].values())
     assert len(rows) == 2 and rows[0] == pytest.approx(rows[1])
@@ -116,6 +118,7 @@ def test_eval_command_on_tiny_model(
         assert alone == {f"decoder alone ({mode})" for mode in ("healing", "naive", "bytelevel")}
     md = (out / "results.md").read_text()
     titles = ("statement completion", "random-span infilling", "ablation", "METEOR", "trigram:")
+    titles += ("Exact count (fillpoint)",)
     assert "greedy decoding: exact match" in md and "the beam without them" in md
     for title in titles:
         assert title in md
