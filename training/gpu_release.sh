@@ -19,9 +19,14 @@
 set -euo pipefail
 
 # name | trainer | config overrides (JSON). Same data and seed for every run of a trainer.
+# pycoder-m is the shipped shape, which more tokens no longer improve; pycoder-m6 (deeper)
+# and pycoder-l (deeper and wider) are the sizes up, to ship where their quality pays for
+# their slower calls on two cores.
 RUNS=(
   'pycoder-m|pycoder|{"n_layer": 4, "n_head": 6, "n_embd": 384, "lr": 1.5e-3, "dropout": 0.1, "compile": true}'
   'pycoder-m-notype|pycoder|{"n_layer": 4, "n_head": 6, "n_embd": 384, "lr": 1.5e-3, "dropout": 0.1, "compile": true, "type_loss_weight": 0.0}'
+  'pycoder-m6|pycoder|{"n_layer": 6, "n_head": 6, "n_embd": 384, "lr": 1.5e-3, "dropout": 0.1, "compile": true}'
+  'pycoder-l|pycoder|{"n_layer": 6, "n_head": 8, "n_embd": 512, "lr": 1e-3, "dropout": 0.1, "compile": true}'
   'codefill|codefill|{"block_size": 256}'
   'codefill-names|codefill|{"block_size": 256, "names_only": true}'
 )

@@ -65,8 +65,9 @@ def test_train_then_unpack_restores_every_pycoder_run(tmp_path: Path, tokenizer_
     assert parts and all(p.stat().st_size <= 15 * 2**20 for p in parts)
     restored = run("unpack", str(out), str(runs), env=env)
     assert restored.returncode == 0, restored.stdout + restored.stderr
-    # no CodeFill data in the pack: only the two PyCoder runs, with and without the type loss
-    assert sorted(p.name for p in runs.iterdir()) == ["pycoder-m", "pycoder-m-notype"]
+    # no CodeFill data in the pack: only the PyCoder runs (two shapes; without the type loss)
+    names = ["pycoder-l", "pycoder-m", "pycoder-m-notype", "pycoder-m6"]
+    assert sorted(p.name for p in runs.iterdir()) == names
     for name, weight in (("pycoder-m", 0.1), ("pycoder-m-notype", 0.0)):
         cfg = json.loads((runs / name / "train_config.json").read_text())
         assert cfg["data"] == "data/tokens" and cfg["out"] == str(runs / name)
