@@ -10,7 +10,9 @@
 #
 # CODEFILL=0 packs the decoders' data only, DECODERS=0 CodeFill's only; VALID_TOKENS=N cuts
 # the validation split to N tokens and XZ_LEVEL sets the compression (6), for a pack that
-# must fit beside the checkout; ONLY="name ..." trains only the runs named.
+# must fit beside the checkout; ONLY="name ..." trains only the runs named (a compact
+# checkpoint is about a byte per parameter: name runs whose checkpoints fit what may come
+# back from the machine, e.g. pycoder-m6 and pycoder-l together, 45M parameters).
 #
 # The runs share the GPU: models this small leave most of an H100 idle between kernels, so
 # several of them in parallel use it better than one alone. Checkpoints travel compact
