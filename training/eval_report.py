@@ -177,12 +177,12 @@ def to_markdown(results: dict) -> str:
         out += _infill_section(results["infill"])
     if acc := results.get("token_accuracy"):
         out += ["### token-level accuracy (teacher-forced, CodeXGLUE rules)", ""]
-        out += [f"fillpoint: {_accuracy_text(acc)}", ""]
+        out += [f"fillpoint decoder: {_accuracy_text(acc)}", ""]
         for name, b in results.get("token_accuracy_baselines", {}).items():
             out += [f"{name}: {_accuracy_text(b)}", ""]
         if exact := acc.get("exact"):
             out += [
-                f"Exact count (fillpoint): {_accuracy_text(exact)}; every comment token "
+                f"Exact count (fillpoint decoder): {_accuracy_text(exact)}; every comment token "
                 "scored and every string literal spelled out to its closing quote.",
                 "",
             ]

@@ -118,7 +118,7 @@ def test_eval_command_on_tiny_model(
         assert alone == {f"decoder alone ({mode})" for mode in ("healing", "naive", "bytelevel")}
     md = (out / "results.md").read_text()
     titles = ("statement completion", "random-span infilling", "ablation", "METEOR", "trigram:")
-    titles += ("Exact count (fillpoint)",)
+    titles += ("Exact count (fillpoint decoder)",)
     assert "greedy decoding: exact match" in md and "the beam without them" in md
     for title in titles:
         assert title in md
