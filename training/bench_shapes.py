@@ -7,11 +7,18 @@ Each shape (layers x heads x width) gets random weights and is exported as a rel
 64 and 256 new tokens after a cached prompt, the calls the server makes (a keystroke, a
 draft, a prompt's new part, a long jump). Weights do not change the time, so this picks a
 size for the latency budget without a training run.
+
+With `--release DIR` each shape is also written as a whole release folder, DIR/LxHxW, with
+the shipped tokenizer and CodeFill model beside the random decoder: `fillpoint bench
+--model DIR/LxHxW` then gives the server's memory with a decoder of that size (its
+latencies are not those of a trained model: random weights write other ghost text).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -73,6 +80,31 @@ def shape_cost(
     return model.num_params(), out
 
 
+def random_release(shape: tuple[int, int, int], out: Path, model: Path | None = None) -> Path:
+    """A release folder at `out` with a random decoder of `shape` and, from the release at
+    `model` (the shipped one by default), its tokenizer and CodeFill model."""
+    from fillpoint.completion.engine import default_model_path
+    from fillpoint.models.pycoder import save_pretrained
+
+    from .export import release
+
+    source = model or default_model_path()
+    tokenizer = source / "tokenizer.json"
+    vocab = json.loads(tokenizer.read_text())["model"]["vocab"]
+    layers, heads, width = shape
+    torch.manual_seed(0)
+    config = PyCoderConfig(
+        len(vocab), N_TYPES, n_layer=layers, n_head=heads, n_embd=width, block_size=512
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        save_pretrained(PyCoder(config).eval(), Path(tmp))
+        name = f"random-{layers}x{heads}x{width}"
+        release(Path(tmp), tokenizer, out, f"# {name}\n\nRandom weights.\n", {"name": name})
+    if (source / "codefill").is_dir():
+        shutil.copytree(source / "codefill", out / "codefill", dirs_exist_ok=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("shapes", nargs="+", type=parse_shape, help="LAYERSxHEADSxWIDTH")
@@ -80,6 +112,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument(
         "--threads", type=int, default=1, help="onnxruntime intra-op threads (the server: 1)"
+    )
+    p.add_argument(
+        "--release",
+        type=Path,
+        metavar="DIR",
+        help="also write each shape as a release folder DIR/LxHxW (random decoder, the "
+        "shipped tokenizer and CodeFill model) for `fillpoint bench --model`",
     )
     args = p.parse_args(argv)
     print("| shape | parameters | " + " | ".join(f"{n} new" for n in NEW_TOKENS) + " |")
@@ -92,6 +131,9 @@ def main(argv: list[str] | None = None) -> None:
         cells = " | ".join(f"{cost[n]:.2f} ms" for n in NEW_TOKENS)
         row = f"| {layers} x {width} ({heads} heads) | {params / 1e6:.1f}M | {cells} |"
         print(row, flush=True)
+        if args.release:
+            folder = random_release(shape, args.release / f"{layers}x{heads}x{width}")
+            print(f"  release: {folder}", flush=True)
 
 
 if __name__ == "__main__":
