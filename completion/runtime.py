@@ -99,6 +99,11 @@ M_ARENA_MAX = -8  # glibc's mallopt parameter for the number of malloc arenas
 # (the threads queue for its lock); an arena per thread, p95 25.0-26.7 ms but 304-332 MiB;
 # three arenas with the freed pages given back after each finished idle work
 # (`give_back_free_memory`), p95 26.1-29.7 ms at 280-288 MiB.
+# A fixed mmap threshold (glibc's MALLOC_MMAP_THRESHOLD_, so that cache arrays above it are
+# mapped and unmapped, never kept) was tried against this, in alternating pairs: at 1 MiB the
+# peak fell from 283-286 to 257-259 MiB but completion p95 rose from 9.7-13.6 to 19.8-20.0 ms
+# and inline p50 from 2.9-3.7 to 8.2-10.4 ms (every new cache array faults its pages in);
+# at 4 MiB, 266-277 against 275-285 MiB for p95 13.6-18.6 against 10.5 ms. Not kept.
 MALLOC_ARENAS = 3
 
 
