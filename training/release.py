@@ -193,7 +193,14 @@ def make_release(
     """Export the run's checkpoint into `out` with a card; returns the manifest. With
     `card_only`, the release in `out` keeps its files and gets the card and the manifest's
     description of the run and its evaluation again (after a new evaluation of it)."""
-    evaluation = json.loads(eval_json.read_text()) if eval_json else None
+    need = [run / "train_config.json", run / "metrics.jsonl", run / "checkpoint" / "config.json"]
+    need += [tokenizer] + ([eval_json] if eval_json else [])
+    if missing := [str(p) for p in need if not p.is_file()]:
+        raise SystemExit(f"fillpoint train release: not found: {', '.join(missing)}")
+    try:
+        evaluation = json.loads(eval_json.read_text()) if eval_json else None
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"fillpoint train release: {eval_json} is not JSON: {exc}") from None
     card, extra = model_card(run, tokenizer, evaluation)
     if card_only:
         manifest_path = out / "manifest.json"

@@ -268,3 +268,9 @@ def test_card_only_rewrites_card_and_manifest_and_keeps_the_model(
     assert "Counting comments and spelling out every string literal: 55.8%." in card
     with pytest.raises(SystemExit, match="no release"):
         make_release(tiny_run_dir, tokenizer, tmp_path / "empty", card_only=True)
+    with pytest.raises(SystemExit, match="not found: .*train_config.json"):
+        make_release(tmp_path / "no-run", tokenizer, out, card_only=True)
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(SystemExit, match="is not JSON"):
+        make_release(tiny_run_dir, tokenizer, out, tmp_path / "bad.json", card_only=True)
+    assert json.loads((out / "manifest.json").read_text()) == manifest  # nothing lost
