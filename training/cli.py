@@ -195,9 +195,47 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# What each step reads: (argument, file inside it or None, the step that makes it). Checked
+# before the step starts, so a missing input is one clear line, not a traceback mid-way.
+INPUTS: dict[str, list[tuple[str, str | None, str]]] = {
+    "tokenizer": [("corpus", "train.jsonl", "fillpoint train corpus")],
+    "encode": [
+        ("corpus", "train.jsonl", "fillpoint train corpus"),
+        ("tokenizer", None, "fillpoint train tokenizer"),
+    ],
+    "model": [
+        ("data", "train.ids.npy", "fillpoint train encode"),
+        ("tokenizer", None, "fillpoint train tokenizer"),
+    ],
+    "codefill-data": [("corpus", "train.jsonl", "fillpoint train corpus")],
+    "codefill": [("data", "vocab.json", "fillpoint train codefill-data")],
+    "codefill-release": [
+        ("checkpoint", "config.json", "fillpoint train codefill"),
+        ("vocab", None, "fillpoint train codefill-data"),
+    ],
+    "codefill-eval": [
+        ("model", "config.json", "fillpoint train codefill or codefill-release"),
+        ("corpus", "test.jsonl", "fillpoint train corpus"),
+    ],
+}
+
+
+def missing_inputs(args: argparse.Namespace) -> list[str]:
+    """One line per input of the step that is not there, naming the step that makes it."""
+    out = []
+    for name, inside, made_by in INPUTS.get(args.command, []):
+        path = Path(getattr(args, name))
+        want = path / inside if inside else path
+        if not want.is_file():
+            out.append(f"--{name} {path}: {want} not found (made by `{made_by}`)")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point for `fillpoint train`."""
     args = build_parser().parse_args(argv)
+    if missing := missing_inputs(args):
+        raise SystemExit(f"fillpoint train {args.command}:\n  " + "\n  ".join(missing))
     args.func(args)
     return 0
 

@@ -228,3 +228,18 @@ def test_checkpoint_holds_no_pickles_and_restores_the_optimizer(tmp_path: Path) 
     for p in model.parameters():
         for key in ("exp_avg", "exp_avg_sq", "step"):
             assert torch.equal(fresh.state[p][key], opt.state[p][key])
+
+
+def test_each_step_names_a_missing_input_and_the_step_that_makes_it(tmp_path, capsys) -> None:
+    from fillpoint.training.cli import INPUTS, main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["model", "--data", str(tmp_path), "--tokenizer", str(tmp_path / "t.json")])
+    message = str(exc.value)
+    assert f"{tmp_path / 'train.ids.npy'} not found (made by `fillpoint train encode`)" in message
+    assert "(made by `fillpoint train tokenizer`)" in message
+    assert not (tmp_path / "checkpoint").exists()  # nothing started
+    with pytest.raises(SystemExit, match="vocab.json not found"):
+        main(["codefill", "--data", str(tmp_path), "--out", str(tmp_path / "run")])
+    assert set(INPUTS) <= {"tokenizer", "encode", "model", "codefill-data", "codefill",
+                           "codefill-release", "codefill-eval"}  # fmt: skip
