@@ -197,17 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 # What each step reads: (argument, file inside it or None, the step that makes it). Checked
 # before the step starts, so a missing input is one clear line, not a traceback mid-way.
-INPUTS: dict[str, list[tuple[str, str | None, str]]] = {
-    "tokenizer": [("corpus", "train.jsonl", "fillpoint train corpus")],
-    "encode": [
-        ("corpus", "train.jsonl", "fillpoint train corpus"),
-        ("tokenizer", None, "fillpoint train tokenizer"),
-    ],
-    "model": [
-        ("data", "train.ids.npy", "fillpoint train encode"),
-        ("tokenizer", None, "fillpoint train tokenizer"),
-    ],
-    "codefill-data": [("corpus", "train.jsonl", "fillpoint train corpus")],
+Input = tuple[str, str | None, str]
+CORPUS: Input = ("corpus", "train.jsonl", "fillpoint train corpus")
+TOKENIZER: Input = ("tokenizer", None, "fillpoint train tokenizer")
+INPUTS: dict[str, list[Input]] = {
+    "tokenizer": [CORPUS],
+    "encode": [CORPUS, TOKENIZER],
+    "model": [("data", "train.ids.npy", "fillpoint train encode"), TOKENIZER],
+    "codefill-data": [CORPUS],
     "codefill": [("data", "vocab.json", "fillpoint train codefill-data")],
     "codefill-release": [
         ("checkpoint", "config.json", "fillpoint train codefill"),
