@@ -61,7 +61,7 @@ class ModelInfo:
     block_size: int
 
 
-def _verify(folder: Path) -> dict:
+def verify_release(folder: Path) -> dict:
     """Check that the release is complete and its files match the manifest's checksums."""
     missing = [f for f in REQUIRED_FILES if not (folder / f).is_file()]
     if missing:
@@ -297,7 +297,7 @@ class OnnxDecoder:
     # CodeFill meanwhile.
     def __init__(self, folder: Path, threads: int = 1) -> None:
         folder = Path(folder)
-        manifest = _verify(folder)
+        manifest = verify_release(folder)
         try:
             cfg = json.loads((folder / "config.json").read_text())
             self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))

@@ -41,8 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--corpus",
         type=Path,
-        default=DEFAULT_CORPUS,
-        help="corpus folder whose test.jsonl holds the held-out files (else stdlib modules)",
+        default=None,
+        help="corpus folder whose test.jsonl holds the held-out files (default: data/corpus "
+        "where it exists, else stdlib modules)",
+    )
+    p.add_argument(
+        "--stdlib", action="store_true", help="type standard library modules, not corpus files"
     )
     p.add_argument("--files", type=int, default=8, help="held-out files to type")
     p.add_argument("--requests", type=int, default=600, help="completion + inline requests")
@@ -299,11 +303,37 @@ def _result(
     return result
 
 
+def check_inputs(args: argparse.Namespace) -> None:
+    """Exit with one clear line on a model or corpus named that is not there (before any
+    server starts); without --corpus or --stdlib, data/corpus where it exists, else stdlib
+    modules."""
+    from fillpoint.completion.runtime import verify_release
+    from fillpoint.completion.types import EngineError
+
+    if args.stdlib and args.corpus is not None:
+        raise SystemExit("fillpoint bench: --stdlib and --corpus: choose one")
+    if args.stdlib:
+        args.corpus = None  # held_out_files: stdlib modules
+    elif args.corpus is None:
+        args.corpus = DEFAULT_CORPUS
+    elif not (args.corpus / "test.jsonl").is_file():
+        raise SystemExit(
+            f"fillpoint bench: --corpus {args.corpus}: no test.jsonl there "
+            "(made by `fillpoint train corpus`; --stdlib types standard library modules)"
+        )
+    if args.model is not None:
+        try:
+            verify_release(Path(args.model))
+        except EngineError as exc:
+            raise SystemExit(f"fillpoint bench: --model: {exc}") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `fillpoint bench` (forwarded by the fillpoint CLI)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     command = shlex.join(["fillpoint", "bench", *argv])
+    check_inputs(args)
     if args.in_process:
         from .bench_inprocess import main_in_process
 

@@ -195,36 +195,39 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-# What each step reads: (argument, file inside it or None, the step that makes it). Checked
+# What each step reads: (argument, file inside it or None, where it comes from). Checked
 # before the step starts, so a missing input is one clear line, not a traceback mid-way.
 Input = tuple[str, str | None, str]
-CORPUS: Input = ("corpus", "train.jsonl", "fillpoint train corpus")
-TOKENIZER: Input = ("tokenizer", None, "fillpoint train tokenizer")
+CORPUS: Input = ("corpus", "train.jsonl", "made by `fillpoint train corpus`")
+TOKENIZER: Input = ("tokenizer", None, "made by `fillpoint train tokenizer`")
 INPUTS: dict[str, list[Input]] = {
+    "corpus": [("manifest", None, "a list of name==version lines; leave it out for the bundled")],
     "tokenizer": [CORPUS],
     "encode": [CORPUS, TOKENIZER],
-    "model": [("data", "train.ids.npy", "fillpoint train encode"), TOKENIZER],
+    "model": [("data", "train.ids.npy", "made by `fillpoint train encode`"), TOKENIZER],
     "codefill-data": [CORPUS],
-    "codefill": [("data", "vocab.json", "fillpoint train codefill-data")],
+    "codefill": [("data", "vocab.json", "made by `fillpoint train codefill-data`")],
     "codefill-release": [
-        ("checkpoint", "config.json", "fillpoint train codefill"),
-        ("vocab", None, "fillpoint train codefill-data"),
+        ("checkpoint", "config.json", "made by `fillpoint train codefill`"),
+        ("vocab", None, "made by `fillpoint train codefill-data`"),
     ],
     "codefill-eval": [
-        ("model", "config.json", "fillpoint train codefill or codefill-release"),
-        ("corpus", "test.jsonl", "fillpoint train corpus"),
+        ("model", "config.json", "made by `fillpoint train codefill` or `codefill-release`"),
+        ("corpus", "test.jsonl", "made by `fillpoint train corpus`"),
     ],
 }
 
 
 def missing_inputs(args: argparse.Namespace) -> list[str]:
-    """One line per input of the step that is not there, naming the step that makes it."""
+    """One line per input of the step that is not there, saying where it comes from."""
     out = []
-    for name, inside, made_by in INPUTS.get(args.command, []):
+    for name, inside, hint in INPUTS.get(args.command, []):
+        if getattr(args, name) is None:
+            continue  # an optional input left out
         path = Path(getattr(args, name))
         want = path / inside if inside else path
         if not want.is_file():
-            out.append(f"--{name} {path}: {want} not found (made by `{made_by}`)")
+            out.append(f"--{name} {path}: {want} not found ({hint})")
     return out
 
 

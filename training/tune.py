@@ -31,8 +31,8 @@ from fillpoint.completion.engine import (
     repeat_candidates,
 )
 from fillpoint.completion.postprocess import clean_inline
-from fillpoint.completion.runtime import OnnxDecoder
-from fillpoint.completion.types import EngineSettings
+from fillpoint.completion.runtime import OnnxDecoder, verify_release
+from fillpoint.completion.types import EngineError, EngineSettings
 
 from .eval_engine import line_scores
 from .evaluate import _end, rank_metrics, sample_points
@@ -130,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         "--lines", type=int, default=0, help="sweep the ghost text's weight on N lines instead"
     )
     args = p.parse_args(argv)
+    try:
+        verify_release(Path(args.model))
+    except EngineError as exc:
+        raise SystemExit(f"tune: --model: {exc}") from None
     if args.lines:
         lines = sweep_lines(Path(args.model), Path(args.corpus), args.lines)
         print(f"{lines['repeats']} of {args.lines} lines start as another line of their file")

@@ -59,7 +59,7 @@ def test_server_options_carry_the_model_and_the_decoding_options(tmp_path: Path)
 
 def test_profile_times_the_stages_after_a_prefetch(tiny_model_dir: Path, tmp_path: Path) -> None:
     stem = tmp_path / "prof"
-    argv = ["--model", str(tiny_model_dir), "--corpus", str(tmp_path / "no-corpus")]
+    argv = ["--model", str(tiny_model_dir), "--stdlib"]
     assert bench.main([*argv, "--files", "1", "--profile", "12", "--out", str(stem)]) == 0
     text = stem.with_suffix(".profile.txt").read_text()
     assert "warm at the text before the last keystroke" in text
@@ -86,7 +86,7 @@ def test_in_process_replay_cuts_the_idle_work_at_the_pause(
         # no pause: every idle work with a model call to make is cut; a long one: none is
         assert any(not t.finished for t in timed) == cut
     stem = tmp_path / "inproc"
-    argv = ["--model", str(tiny_model_dir), "--corpus", str(tmp_path / "no-corpus")]
+    argv = ["--model", str(tiny_model_dir), "--stdlib"]
     assert (
         bench.main([*argv, "--files", "1", "--requests", "6", "--in-process", "--out", str(stem)])
         == 0
@@ -111,7 +111,7 @@ def test_editor_like_typing_sends_a_request_at_every_keystroke(
     assert len(result["completion_ms"]) == sum(map(bench_editor.asks_for_list, typed))
     assert result["cpu_s"] > 0 and result["peak_rss_mb"] > 10
     stem = tmp_path / "editor"
-    argv = ["--model", str(tiny_model_dir), "--corpus", str(tmp_path / "no-corpus")]
+    argv = ["--model", str(tiny_model_dir), "--stdlib"]
     argv += ["--files", "1", "--editor-like", "5", "--keystrokes", "8", "--out", str(stem)]
     assert bench.main(argv) == 0
     text = stem.with_suffix(".editor.md").read_text()
@@ -121,7 +121,7 @@ def test_editor_like_typing_sends_a_request_at_every_keystroke(
 
 def test_bench_writes_all_outputs(tiny_model_dir: Path, tmp_path: Path) -> None:
     stem = tmp_path / "out" / "benchmarks"
-    argv = ["--model", str(tiny_model_dir), "--corpus", str(tmp_path / "no-corpus")]
+    argv = ["--model", str(tiny_model_dir), "--stdlib"]
     argv += ["--files", "1", "--requests", str(N_REQUESTS), "--chunk", "3", "--gap-ms", "7"]
     argv += ["--out", str(stem)]
     assert bench.main([*argv, "--decoding", "4"]) == 0
@@ -183,7 +183,7 @@ def test_bench_writes_all_outputs(tiny_model_dir: Path, tmp_path: Path) -> None:
 
 def test_repeated_replays_pool_their_requests(tiny_model_dir: Path, tmp_path: Path) -> None:
     stem = tmp_path / "benchmarks"
-    argv = ["--model", str(tiny_model_dir), "--corpus", str(tmp_path / "no-corpus")]
+    argv = ["--model", str(tiny_model_dir), "--stdlib"]
     argv += ["--files", "1", "--requests", "6", "--no-jedi", "--decoding", "0"]
     assert bench.main([*argv, "--repeats", "2", "--out", str(stem)]) == 0
     result = json.loads(stem.with_suffix(".json").read_text())
@@ -196,3 +196,14 @@ def test_repeated_replays_pool_their_requests(tiny_model_dir: Path, tmp_path: Pa
     assert 0 < ours["cold_start_ms"] < 180_000
     recycling = next(r for r in result["checks"] if r["metric"] == "token_recycling_speedup")
     assert recycling["value"] is None and recycling["met"] is None  # no lines decoded
+
+
+def test_a_model_or_corpus_that_is_not_there_is_named_before_any_server_starts(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(SystemExit, match="--model: model folder .* lacks model.onnx"):
+        bench.main(["--model", str(tmp_path), "--stdlib", "--no-jedi"])
+    with pytest.raises(SystemExit, match="no test.jsonl there"):
+        bench.main(["--corpus", str(tmp_path / "no-corpus"), "--no-jedi"])
+    with pytest.raises(SystemExit, match="choose one"):
+        bench.main(["--corpus", str(tmp_path), "--stdlib"])
