@@ -139,6 +139,12 @@ def to_markdown(result: dict[str, Any], png_name: str | None) -> str:
         met = {True: "yes", False: "**no**", None: "–"}[row["met"]]
         target = f"{row['op']} {_fmt(row['target'], row['unit'])}"
         lines.append(f"| {row['metric']} | {_fmt(row['value'], row['unit'])} | {target} | {met} |")
+    if (rss := _lookup(ours, "peak_rss_mb")) is not None:
+        lines += [
+            "",
+            f"Peak RSS is in MiB (2^20 bytes): {rss:.0f} MiB is {rss * 2**20 / 1e6:.0f} MB in "
+            "decimal megabytes.",
+        ]
     lines += ["", f"| | {FILLPOINT} | {JEDI} |", "|---|---|---|"]
     for key, unit in [
         ("completion.p50_ms", "ms"),

@@ -155,6 +155,8 @@ def test_bench_writes_all_outputs(tiny_model_dir: Path, tmp_path: Path) -> None:
     assert "p95_ratio_vs_jedi" in metrics
     for row in result["checks"]:
         assert f"| {row['metric']} |" in markdown
+    rss = ours["peak_rss_mb"]  # MiB, also said in decimal megabytes
+    assert f"{rss:.0f} MiB is {rss * 2**20 / 1e6:.0f} MB in decimal megabytes" in markdown
 
     decoded = result["decoding"]  # greedy against each drafter on the same file
     assert decoded["lines"] == 4 and decoded["tokens"] > 0
