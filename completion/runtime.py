@@ -103,7 +103,11 @@ M_ARENA_MAX = -8  # glibc's mallopt parameter for the number of malloc arenas
 # mapped and unmapped, never kept) was tried against this, in alternating pairs: at 1 MiB the
 # peak fell from 283-286 to 257-259 MiB but completion p95 rose from 9.7-13.6 to 19.8-20.0 ms
 # and inline p50 from 2.9-3.7 to 8.2-10.4 ms (every new cache array faults its pages in);
-# at 4 MiB, 266-277 against 275-285 MiB for p95 13.6-18.6 against 10.5 ms. Not kept.
+# at 4 MiB, 266-277 against 275-285 MiB for p95 13.6-18.6 against 10.5 ms. Not kept. Nor
+# were a 32 MiB mmap threshold with an 8 MiB trim threshold (the top of each arena given
+# back on free once 8 MiB lie unused there): eight pairs, peak 277-291 MiB (mean 281)
+# against 280-297 (mean 289), for completion p95 10.2-13.7 ms (median 12.5) against 9.3-14.5
+# (median 10.2); with a 16 MiB trim threshold, 285-300 against 289-298 MiB in three pairs.
 MALLOC_ARENAS = 3
 
 
