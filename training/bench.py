@@ -134,7 +134,7 @@ async def replay(
     """
     changes = 0
     for i, session in enumerate(sessions):
-        uri = f"file:///bench/{i}/{Path(session.name.split(':')[-1]).name}"
+        uri = session.uri("bench", i)
         opened = session.text[: session.start]
         for s in servers:
             s.open(uri, opened)

@@ -42,7 +42,7 @@ async def replay(
         pending: list[asyncio.Future[Any]] = []
         share, typed, t0 = -(-keystrokes // max(1, len(sessions))), 0, time.perf_counter()
         for i, session in enumerate(sessions):
-            uri = f"file:///editor/{i}/{Path(session.name.split(':')[-1]).name}"
+            uri = session.uri("editor", i)
             server.open(uri, session.text[: session.start])
             at = advance(0, 0, session.text[: session.start])
             body = session.text[session.start : session.start + share]

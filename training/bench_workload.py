@@ -51,6 +51,11 @@ class Session:
         """Offset of the last request: typing stops there."""
         return self.requests[-1].offset if self.requests else self.start
 
+    def uri(self, folder: str, i: int) -> str:
+        """The document URI the `i`-th session is typed into: its file's name under
+        file:///`folder`/`i`/ (the file name tells a server the language)."""
+        return f"file:///{folder}/{i}/{Path(self.name.split(':')[-1]).name}"
+
     def before_keystroke(self, req: Request) -> str:
         """The text as it was one keystroke (of one character) before `req`: where the
         idle work ran while the user paused."""
