@@ -48,6 +48,14 @@ def parse_shape(text: str) -> tuple[int, int, int]:
     return layers, heads, width
 
 
+def random_model(shape: tuple[int, int, int], vocab: int, block_size: int = 512) -> PyCoder:
+    """A decoder of `shape` (layers, heads, width) with seeded random weights."""
+    layers, heads, width = shape
+    torch.manual_seed(0)
+    shape_kw = {"n_layer": layers, "n_head": heads, "n_embd": width, "block_size": block_size}
+    return PyCoder(PyCoderConfig(vocab, N_TYPES, **shape_kw)).eval()
+
+
 def shape_cost(
     shape: tuple[int, int, int],
     new_tokens: tuple[int, ...] = NEW_TOKENS,
@@ -60,9 +68,7 @@ def shape_cost(
     """The shape's parameter count, and the median milliseconds of one call over n new
     tokens after `cached` cached ones, per n."""
     layers, heads, width = shape
-    torch.manual_seed(0)
-    shape_kw = {"n_layer": layers, "n_head": heads, "n_embd": width, "block_size": block_size}
-    model = PyCoder(PyCoderConfig(vocab, N_TYPES, **shape_kw)).eval()
+    model = random_model(shape, vocab, block_size)
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
@@ -92,12 +98,8 @@ def random_release(shape: tuple[int, int, int], out: Path, model: Path | None = 
     tokenizer = source / "tokenizer.json"
     vocab = json.loads(tokenizer.read_text())["model"]["vocab"]
     layers, heads, width = shape
-    torch.manual_seed(0)
-    config = PyCoderConfig(
-        len(vocab), N_TYPES, n_layer=layers, n_head=heads, n_embd=width, block_size=512
-    )
     with tempfile.TemporaryDirectory() as tmp:
-        save_pretrained(PyCoder(config).eval(), Path(tmp))
+        save_pretrained(random_model(shape, len(vocab)), Path(tmp))
         name = f"random-{layers}x{heads}x{width}"
         release(Path(tmp), tokenizer, out, f"# {name}\n\nRandom weights.\n", {"name": name})
     if (source / "codefill").is_dir():
